@@ -1,0 +1,151 @@
+"""The kinds of pipeline component a plugin can contribute.
+
+A component is a class with a ``name``, a JSON-Schema ``config_schema`` that the
+gateway checks at start, and one method for its stage. The gateway builds one
+instance per pipeline that uses it, at start, with the pipeline's settings; per
+request it only calls the stage method, so anything costly belongs in ``__init__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from gateway.context import DecisionContext
+
+if TYPE_CHECKING:
+    from gateway.registry import ModelRegistry
+
+EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {}}
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the gateway lends components when they are built.
+
+    ``config_dir`` resolves relative file names in component settings;
+    ``registry`` loads registered model versions.
+    """
+
+    config_dir: Path
+    instance_path: Path
+    registry: ModelRegistry
+
+    def resolve(self, name: str | Path) -> Path:
+        """A path from a component setting, relative to the config folder."""
+        path = Path(name)
+        return path if path.is_absolute() else self.config_dir / path
+
+
+class Component:
+    """Base class of every pipeline component."""
+
+    kind: ClassVar[str] = "component"
+    #: The name pipelines use for it in config.
+    name: ClassVar[str] = ""
+    #: JSON Schema of its settings, checked when the gateway starts.
+    config_schema: ClassVar[dict[str, Any]] = EMPTY_SCHEMA
+
+    def __init__(self, config: Mapping[str, Any], services: Services) -> None:
+        self.config = dict(config)
+        self.services = services
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /v1/plugins`` and the pipelines listing show of this instance."""
+        return {"kind": self.kind, "name": self.name, "config": self.config}
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A decoded request: the canonical application and its envelope."""
+
+    fields: Mapping[str, Any]
+    application_id: str | None = None
+    idempotency_key: str | None = None
+
+
+class Adapter(Component):
+    """Turns a caller's protocol into an :class:`Inbound` and a decision back.
+
+    ``decode`` raises :class:`gateway.errors.Problem` for bad input.
+    """
+
+    kind = "adapter"
+    #: MIME type of ``encode``'s output.
+    media_type: ClassVar[str] = "application/json"
+
+    def decode(self, body: bytes, headers: Mapping[str, str]) -> Inbound:
+        raise NotImplementedError
+
+    def encode(self, document: Mapping[str, Any]) -> bytes:
+        """Encode a decision document (see :mod:`gateway.record`)."""
+        raise NotImplementedError
+
+
+class Validator(Component):
+    """Checks and normalises ``ctx.raw`` into ``ctx.features``.
+
+    Adds :class:`~gateway.errors.FieldError` entries to ``ctx.errors`` to reject;
+    records imputations for fields it filled in.
+    """
+
+    kind = "validator"
+
+    def validate(self, ctx: DecisionContext) -> DecisionContext:
+        raise NotImplementedError
+
+    def input_schema(self) -> dict[str, Any] | None:
+        """JSON Schema of the application it accepts (for OpenAPI and WSDL), if known."""
+        return None
+
+
+class Enricher(Component):
+    """Adds features (derived, looked up, fetched) and records what it added."""
+
+    kind = "enricher"
+
+    def enrich(self, ctx: DecisionContext) -> DecisionContext:
+        raise NotImplementedError
+
+
+class Scorer(Component):
+    """Sets ``ctx.score`` from ``ctx.features``."""
+
+    kind = "scorer"
+
+    def score(self, ctx: DecisionContext) -> DecisionContext:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """True once its model is loaded."""
+        return True
+
+
+class Explainer(Component):
+    """Sets ``ctx.explanation`` so that base value + contributions = score logit."""
+
+    kind = "explainer"
+
+    def explain(self, ctx: DecisionContext) -> DecisionContext:
+        raise NotImplementedError
+
+
+class Policy(Component):
+    """Sets ``ctx.decision``: approve, refer or decline, with reason codes."""
+
+    kind = "policy"
+
+    def decide(self, ctx: DecisionContext) -> DecisionContext:
+        raise NotImplementedError
+
+
+COMPONENT_KINDS: dict[str, type[Component]] = {
+    "adapter": Adapter,
+    "validator": Validator,
+    "enricher": Enricher,
+    "scorer": Scorer,
+    "explainer": Explainer,
+    "policy": Policy,
+}

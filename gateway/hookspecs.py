@@ -1,0 +1,101 @@
+"""The loangate plugin contract: every hook a plugin can implement.
+
+Plugins are modules or objects registered under the ``loangate`` entry-point group
+(first-party ones included). Implement a hook by decorating a function of the same
+name with :data:`gateway.hookimpl`; an implementation may take any subset of the
+arguments. Registration hooks are called once, when the gateway starts; event hooks
+after the fact, off the response path, within a time budget.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from gateway.components import (
+        Adapter,
+        Enricher,
+        Explainer,
+        Policy,
+        Scorer,
+        Validator,
+    )
+
+hookspec = pluggy.HookspecMarker("loangate")
+hookimpl = pluggy.HookimplMarker("loangate")
+
+
+@hookspec
+def register_adapters() -> list[type[Adapter]]:  # type: ignore[empty-body]
+    """Contribute inbound adapters (classes subclassing :class:`gateway.components.Adapter`).
+
+    Called once at start. Return a list of classes; their ``name`` is what a
+    pipeline's ``adapters`` list refers to.
+
+    Example::
+
+        @hookimpl
+        def register_adapters():
+            return [FixedWidthAdapter]
+    """
+
+
+@hookspec
+def register_validators() -> list[type[Validator]]:  # type: ignore[empty-body]
+    """Contribute validators (subclasses of :class:`gateway.components.Validator`).
+
+    Called once at start; return a list of classes.
+    """
+
+
+@hookspec
+def register_enrichers() -> list[type[Enricher]]:  # type: ignore[empty-body]
+    """Contribute feature enrichers (subclasses of :class:`gateway.components.Enricher`).
+
+    Called once at start; return a list of classes.
+    """
+
+
+@hookspec
+def register_scorers() -> list[type[Scorer]]:  # type: ignore[empty-body]
+    """Contribute scorers (subclasses of :class:`gateway.components.Scorer`).
+
+    Called once at start; return a list of classes.
+    """
+
+
+@hookspec
+def register_explainers() -> list[type[Explainer]]:  # type: ignore[empty-body]
+    """Contribute explainers (subclasses of :class:`gateway.components.Explainer`).
+
+    Called once at start; return a list of classes.
+    """
+
+
+@hookspec
+def register_policies() -> list[type[Policy]]:  # type: ignore[empty-body]
+    """Contribute decision policies (subclasses of :class:`gateway.components.Policy`).
+
+    Called once at start; return a list of classes.
+    """
+
+
+@hookspec
+def decision_logged(record: dict[str, Any], app: Flask) -> None:
+    """Called after a decision record was durably committed.
+
+    ``record`` is the decision document exactly as logged (a read-only copy: changing
+    it changes nothing). Runs on a background thread, never on the response path; an
+    exception is logged and swallowed, and a call that overruns the event budget is
+    dropped from the queue rather than delaying decisions. Return value is ignored.
+
+    Example::
+
+        @hookimpl
+        def decision_logged(record):
+            metrics.count(record["outcome"])
+    """

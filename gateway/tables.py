@@ -1,0 +1,103 @@
+"""SQLAlchemy tables of the gateway's database.
+
+Schema changes go through Alembic (``gateway/migrations``); these declarations and
+the latest migration describe the same schema, which a test checks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Decision(Base):
+    """One logged decision (or rejection). Append-only.
+
+    The queryable facts are columns; the whole decision document, serialised once,
+    is ``document`` (JSON text), and is what the API returns.
+    """
+
+    __tablename__ = "decisions"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    pipeline: Mapped[str] = mapped_column(String(100))
+    adapter: Mapped[str] = mapped_column(String(40))
+    client_id: Mapped[str] = mapped_column(String(100))
+    application_id: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(20))
+    probability: Mapped[float | None] = mapped_column(Float)
+    model_name: Mapped[str | None] = mapped_column(String(100))
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    model_sha256: Mapped[str | None] = mapped_column(String(64))
+    policy_version: Mapped[str | None] = mapped_column(String(50))
+    document: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("client_id", "idempotency_key"),
+        Index(None, "received_at"),
+        Index(None, "pipeline", "id"),
+        Index(None, "outcome", "id"),
+        Index(None, "client_id", "id"),
+        Index(None, "application_id"),
+        Index(None, "model_name", "model_version"),
+    )
+
+
+class OAuthClient(Base):
+    """An API client of the gateway's authorization server."""
+
+    __tablename__ = "oauth_clients"
+
+    client_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str] = mapped_column(String(300))
+    scopes: Mapped[str] = mapped_column(Text)  # space-separated
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    disabled: Mapped[bool] = mapped_column(default=False)
+
+
+class ModelVersion(Base):
+    """A registered model version: its artifact, checksum, stage and metadata."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(40))
+    stage: Mapped[str] = mapped_column(String(20))  # candidate | challenger | champion | archived
+    artifact_path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    metadata_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+
+    __table_args__ = (UniqueConstraint("name", "version"),)
