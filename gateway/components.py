@@ -100,6 +100,10 @@ class Validator(Component):
         """JSON Schema of the application it accepts (for OpenAPI and WSDL), if known."""
         return None
 
+    def protected_fields(self) -> frozenset[str]:
+        """Fields classed as protected: never a model input, never a reason."""
+        return frozenset()
+
 
 class Enricher(Component):
     """Adds features (derived, looked up, fetched) and records what it added."""
@@ -122,6 +126,10 @@ class Scorer(Component):
         """True once its model is loaded."""
         return True
 
+    def model_features(self) -> frozenset[str]:
+        """The caller fields its model reads (checked against protected fields at start)."""
+        return frozenset()
+
 
 class Explainer(Component):
     """Sets ``ctx.explanation`` so that base value + contributions = score logit."""
@@ -136,6 +144,10 @@ class Policy(Component):
     """Sets ``ctx.decision``: approve, refer or decline, with reason codes."""
 
     kind = "policy"
+
+    def reason_fields(self) -> frozenset[str]:
+        """Fields it may name as reasons (checked against protected fields at start)."""
+        return frozenset()
 
     def decide(self, ctx: DecisionContext) -> DecisionContext:
         raise NotImplementedError

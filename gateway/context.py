@@ -52,7 +52,12 @@ class ModelRef:
     kind: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "sha256": self.sha256, "kind": self.kind}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "sha256": self.sha256,
+            "kind": self.kind,
+        }
 
 
 @dataclass(frozen=True)

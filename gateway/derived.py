@@ -49,5 +49,5 @@ def derive_frame(frame: pd.DataFrame, derivations: Sequence[Derivation]) -> pd.D
         if d["op"] == "ratio":
             out[d["name"]] = np.where(b != 0, a / b.where(b != 0, 1.0), np.nan)
         else:
-            out[d["name"]] = OPS[d["op"]](a, b)  # type: ignore[arg-type]
+            out[d["name"]] = OPS[d["op"]](a, b)
     return out

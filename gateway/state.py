@@ -28,4 +28,5 @@ class GatewayState:
 
 def gateway_state(app: Flask | None = None) -> GatewayState:
     """The state of ``app`` (default: the current app)."""
-    return (app or current_app).extensions["loangate"]  # type: ignore[no-any-return]
+    state: GatewayState = (app or current_app).extensions["loangate"]
+    return state

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
 
 from gateway import db
 
@@ -79,3 +83,72 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
     eng = db.make_engine(db_url)
     yield eng
     eng.dispose()
+
+
+# --- the gateway ----------------------------------------------------------------
+
+MODEL_NAME = "german-credit"
+
+
+@pytest.fixture(scope="session")
+def trained_model() -> Any:
+    """The demo logistic model, trained once per test session."""
+    from gateway.training import train
+
+    return train()
+
+
+def register_demo_model(url: str, models_dir: Path, trained: Any) -> None:
+    """Register the session's trained model as champion in the database at ``url``."""
+    from gateway.registry import ModelRegistry
+
+    eng = db.make_engine(url)
+    ModelRegistry(eng, models_dir).register(
+        MODEL_NAME, trained.estimator, trained.metadata, kind=trained.kind,
+        stage="champion", created_by="tests",
+    )
+    eng.dispose()
+
+
+def gateway_overrides(url: str, models_dir: Path) -> dict[str, Any]:
+    return {"database": {"url": url}, "models": {"dir": str(models_dir)}}
+
+
+@pytest.fixture
+def app(db_url: str, tmp_path: Path, trained_model: Any) -> Iterator[Flask]:
+    """A gateway on a fresh database (SQLite and PostgreSQL) with the demo model."""
+    from gateway import create_app
+
+    models_dir = tmp_path / "models"
+    register_demo_model(db_url, models_dir, trained_model)
+    application = create_app(gateway_overrides(db_url, models_dir), instance_path=tmp_path / "instance")
+    yield application
+    application.extensions["loangate"].engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def get_token(app: Flask, client: FlaskClient) -> Callable[..., str]:
+    """``get_token("decisions:create")``: a real access token from ``POST /oauth/token``."""
+    from gateway.auth.clients import create_client
+
+    def _get(*scopes: str) -> str:
+        engine = app.extensions["loangate"].engine
+        client_id, secret = create_client(engine, "test client", list(scopes))
+        resp = client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials", "scope": " ".join(scopes)},
+            auth=(client_id, secret),
+        )
+        assert resp.status_code == 200, resp.get_json()
+        return str(resp.get_json()["access_token"])
+
+    return _get
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,418 @@
+"""``GET /openapi.json``: the OpenAPI 3.1 description of every route.
+
+Built from the running configuration, so each pipeline's request schema is the
+one its validator enforces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app
+
+from gateway.http import json_response
+from gateway.state import gateway_state
+
+bp = Blueprint("openapi", __name__)
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": PROBLEM_REF}},
+    }
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+AUTH_ERRORS = {
+    "401": _problem("Missing, expired or invalid access token"),
+    "403": _problem("The token lacks the required scope"),
+}
+
+NULLABLE_STR = {"type": ["string", "null"]}
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details",
+        "required": ["type", "title", "status"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "instance": {"type": "string"},
+            "request_id": {"type": "string"},
+            "decision_id": {"type": "string", "description": "the record logged for a rejection"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["pointer", "code", "detail"],
+                    "properties": {
+                        "pointer": {"type": "string", "description": "JSON pointer to the field"},
+                        "code": {"type": "string"},
+                        "detail": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+    "ReasonCode": {
+        "type": "object",
+        "required": ["code", "field", "text", "contribution"],
+        "properties": {
+            "code": {"type": "string"},
+            "field": {"type": "string"},
+            "text": {"type": "string"},
+            "contribution": {"type": "number", "description": "adverse log-odds contribution"},
+        },
+    },
+    "Decision": {
+        "type": "object",
+        "required": [
+            "decision_id",
+            "pipeline",
+            "status",
+            "outcome",
+            "probability_of_default",
+            "model",
+            "reason_codes",
+            "explanation",
+            "imputations",
+            "timings_ms",
+        ],
+        "properties": {
+            "decision_id": {"type": "string", "description": "sortable id (ULID)"},
+            "request_id": {"type": "string"},
+            "pipeline": {"type": "string"},
+            "adapter": {"type": "string"},
+            "client_id": {"type": "string"},
+            "application_id": NULLABLE_STR,
+            "idempotency_key": NULLABLE_STR,
+            "received_at": {"type": "string", "format": "date-time"},
+            "decided_at": {"type": "string", "format": "date-time"},
+            "status": {"enum": ["decided", "rejected", "error"]},
+            "status_code": {"type": "integer"},
+            "outcome": {"enum": ["approve", "refer", "decline", "rejected", "error"]},
+            "probability_of_default": {"type": ["number", "null"]},
+            "model": {
+                "type": ["object", "null"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "version": {"type": "integer"},
+                    "sha256": {"type": "string"},
+                    "kind": {"type": "string"},
+                },
+            },
+            "policy": {"type": ["object", "null"]},
+            "reason_codes": {"type": "array", "items": {"$ref": "#/components/schemas/ReasonCode"}},
+            "explanation": {
+                "type": ["object", "null"],
+                "properties": {
+                    "method": {"type": "string"},
+                    "base_value": {"type": "number"},
+                    "output": {"type": "number", "description": "log-odds of default"},
+                    "contributions": {"type": "object", "additionalProperties": {"type": "number"}},
+                },
+            },
+            "imputations": {"type": "array", "items": {"type": "object"}},
+            "enrichments": {"type": "array", "items": {"type": "object"}},
+            "errors": {"type": "array", "items": {"type": "object"}},
+            "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
+            "application": {"type": "object", "description": "as received (audit reads only)"},
+            "features": {
+                "type": "object",
+                "description": "as validated and enriched (audit reads only)",
+            },
+            "links": {"type": "object"},
+        },
+    },
+    "DecisionPage": {
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Decision"}},
+            "next_cursor": NULLABLE_STR,
+        },
+    },
+    "Token": {
+        "type": "object",
+        "required": ["access_token", "token_type", "expires_in"],
+        "properties": {
+            "access_token": {"type": "string"},
+            "token_type": {"const": "Bearer"},
+            "expires_in": {"type": "integer"},
+            "scope": {"type": "string"},
+        },
+    },
+    "OAuthError": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+    },
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def build_spec() -> dict[str, Any]:
+    """The OpenAPI document for the running gateway."""
+    state = gateway_state()
+    schemas = dict(SCHEMAS)
+    pipeline_names = sorted(state.extras["pipelines"])
+    variants = []
+    for name, pipeline in sorted(state.extras["pipelines"].items()):
+        applicant = pipeline.input_schema() or {"type": "object"}
+        schema_name = f"Application_{name.replace('-', '_')}"
+        schemas[schema_name] = {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["applicant"],
+            "properties": {
+                "application_id": {"type": "string", "maxLength": 200},
+                "applicant": applicant,
+            },
+        }
+        variants.append({"$ref": f"#/components/schemas/{schema_name}"})
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    paths: dict[str, Any] = {
+        "/oauth/token": {
+            "post": {
+                "summary": "Client-credentials grant: a signed JWT access token",
+                "tags": ["oauth"],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["grant_type"],
+                                "properties": {
+                                    "grant_type": {"const": "client_credentials"},
+                                    "scope": {"type": "string"},
+                                    "client_id": {"type": "string"},
+                                    "client_secret": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/Token"}, "An access token"),
+                    "400": _json({"$ref": "#/components/schemas/OAuthError"}, "Bad grant or scope"),
+                    "401": _json(
+                        {"$ref": "#/components/schemas/OAuthError"}, "Bad client credentials"
+                    ),
+                },
+            }
+        },
+        "/.well-known/jwks.json": {
+            "get": {
+                "summary": "Public keys that verify the gateway's access tokens",
+                "tags": ["oauth"],
+                "responses": {"200": _json({"type": "object"}, "A JSON Web Key Set")},
+            }
+        },
+        "/v1/pipelines/{pipeline}/decisions": {
+            "post": {
+                "summary": "Decide one application",
+                "tags": ["decisions"],
+                "security": [{"bearer": ["decisions:create"]}],
+                "parameters": [
+                    {
+                        "name": "pipeline",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"enum": pipeline_names},
+                    },
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 200},
+                        "description": "Same key and body: the same decision, logged once.",
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"oneOf": variants} if len(variants) > 1 else variants[0]
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json({"$ref": "#/components/schemas/Decision"}, "The logged decision"),
+                    "400": _problem("Malformed JSON or header"),
+                    **AUTH_ERRORS,
+                    "404": _problem("Unknown pipeline"),
+                    "409": _problem("Idempotency key reused with another body"),
+                    "413": _problem("Body over the size limit"),
+                    "415": _problem("Not JSON"),
+                    "422": _problem("Validation failed (the rejection is logged)"),
+                    "503": _problem("The decision log is unavailable; retry (Retry-After)"),
+                },
+            }
+        },
+        "/v1/decisions": {
+            "get": {
+                "summary": "List logged decisions, newest first",
+                "tags": ["audit"],
+                "security": [{"bearer": ["decisions:read"]}],
+                "parameters": [
+                    _query(
+                        "since", {"type": "string", "format": "date-time"}, "received at or after"
+                    ),
+                    _query("until", {"type": "string", "format": "date-time"}, "received before"),
+                    _query("pipeline", {"type": "string"}, "pipeline name"),
+                    _query(
+                        "outcome",
+                        {"enum": ["approve", "refer", "decline", "rejected", "error"]},
+                        "outcome",
+                    ),
+                    _query("model_name", {"type": "string"}, "model name"),
+                    _query("model_version", {"type": "integer", "minimum": 1}, "model version"),
+                    _query("client_id", {"type": "string"}, "calling client"),
+                    _query("application_id", {"type": "string"}, "caller's application id"),
+                    _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size"),
+                ],
+                "responses": {
+                    "200": _json(
+                        {"$ref": "#/components/schemas/DecisionPage"}, "A page of decisions"
+                    ),
+                    "400": _problem("Bad query parameter"),
+                    **AUTH_ERRORS,
+                    "503": _problem("The decision log is unavailable"),
+                },
+            }
+        },
+        "/v1/decisions/{decision_id}": {
+            "get": {
+                "summary": "One logged decision, with its inputs",
+                "tags": ["audit"],
+                "security": [{"bearer": ["decisions:read"]}],
+                "parameters": [
+                    {
+                        "name": "decision_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/Decision"}, "The decision record"),
+                    **AUTH_ERRORS,
+                    "404": _problem("No such decision"),
+                },
+            }
+        },
+        "/v1/pipelines": {
+            "get": {
+                "summary": "Configured pipelines and their stages",
+                "tags": ["pipelines"],
+                "security": bearer,
+                "responses": {"200": _json({"type": "object"}, "Pipelines"), **AUTH_ERRORS},
+            }
+        },
+        "/v1/pipelines/{pipeline}": {
+            "get": {
+                "summary": "One pipeline with its input schema",
+                "tags": ["pipelines"],
+                "security": bearer,
+                "parameters": [
+                    {
+                        "name": "pipeline",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _json({"type": "object"}, "A pipeline"),
+                    **AUTH_ERRORS,
+                    "404": _problem("Unknown pipeline"),
+                },
+            }
+        },
+        "/v1/plugins": {
+            "get": {
+                "summary": "Loaded plugins and their components",
+                "tags": ["ops"],
+                "security": bearer,
+                "responses": {"200": _json({"type": "object"}, "Plugins"), **AUTH_ERRORS},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness",
+                "tags": ["ops"],
+                "responses": {"200": _json({"type": "object"}, "Alive")},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness (database and models)",
+                "tags": ["ops"],
+                "responses": {
+                    "200": _json({"type": "object"}, "Ready"),
+                    "503": _json({"type": "object"}, "Not ready"),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "tags": ["ops"],
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "loangate",
+            "version": current_app.extensions["loangate"].extras.get("version", "0.1.0"),
+            "description": "Governed credit decisions for legacy loan systems.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "oauth2",
+                    "flows": {
+                        "clientCredentials": {
+                            "tokenUrl": "/oauth/token",
+                            "scopes": {
+                                "decisions:create": "make decisions",
+                                "decisions:read": "read the decision log (auditors)",
+                                "models:admin": "register and promote models",
+                            },
+                        }
+                    },
+                }
+            },
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document."""
+    return json_response(build_spec())

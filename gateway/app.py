@@ -1,0 +1,156 @@
+"""The application factory: reads as the table of contents of the gateway."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from gateway import auth, db, logs
+from gateway.api import decisions as decisions_api
+from gateway.api import openapi as openapi_api
+from gateway.api import ops as ops_api
+from gateway.components import Services
+from gateway.config import PROJECT_ROOT, load_config
+from gateway.decision_log import DecisionLog
+from gateway.decisions import DecisionService
+from gateway.errors import Problem
+from gateway.events import EventDispatcher
+from gateway.http import problem_response
+from gateway.pipeline import build_pipelines
+from gateway.plugin_manager import collect_components, describe_plugins, make_plugin_manager
+from gateway.registry import ModelRegistry
+from gateway.state import GatewayState
+
+log = structlog.get_logger(__name__)
+
+
+def default_instance_path() -> Path:
+    """``LOANGATE_INSTANCE`` or the project's ``instance/`` folder."""
+    return Path(os.environ.get("LOANGATE_INSTANCE") or PROJECT_ROOT / "instance").resolve()
+
+
+def database_url(config: Mapping[str, Any], instance_path: Path) -> str:
+    """The configured database URL, or SQLite in the instance folder."""
+    return config["database"].get("url") or f"sqlite:///{instance_path / 'loangate.db'}"
+
+
+def create_app(
+    config: Mapping[str, Any] | None = None,
+    *,
+    plugins: Iterable[object] = (),
+    instance_path: str | Path | None = None,
+) -> Flask:
+    """Build the gateway: config, logs, database, plugins, pipelines, auth, API.
+
+    ``config`` overrides keys of ``config/gateway.yaml`` (after environment
+    overrides); ``plugins`` are registered beside the entry-point plugins.
+    """
+    state = open_state(config, instance_path)
+    settings, instance, engine = state.config, state.instance_path, state.engine
+    app = Flask("gateway", instance_path=str(instance))
+    app.config["MAX_CONTENT_LENGTH"] = settings["server"]["max_body_bytes"]
+    app.extensions["loangate"] = state
+
+    pm = make_plugin_manager(plugins)
+    catalog = collect_components(pm)
+    registry = ModelRegistry(engine, models_dir(state))
+    services = Services(config_dir=state.config_dir, instance_path=instance, registry=registry)
+    pipelines = build_pipelines(settings, catalog, services)
+    decision_log = DecisionLog(engine)
+    dbs = settings["database"]
+    events = EventDispatcher(pm, **settings["events"])
+    state.extras.update(
+        plugin_manager=pm,
+        plugins=describe_plugins(pm, catalog),
+        registry=registry,
+        pipelines=pipelines,
+        decision_log=decision_log,
+        events=events,
+        decisions=DecisionService(pipelines, decision_log, events, dbs["retry_after_seconds"]),
+    )
+
+    logs.init_app(app)
+    auth.init_app(app)
+    app.register_blueprint(ops_api.bp)
+    app.register_blueprint(decisions_api.bp)
+    app.register_blueprint(openapi_api.bp)
+    _register_error_handlers(app)
+    log.info("gateway_ready", pipelines=sorted(pipelines), plugins=len(state.extras["plugins"]))
+    return app
+
+
+def open_state(
+    config: Mapping[str, Any] | None = None, instance_path: str | Path | None = None
+) -> GatewayState:
+    """Configuration, instance folder, logging and database engine: what every entry
+    point (the app, the CLI) shares before anything else is built."""
+    settings, config_dir = load_config(overrides=config)
+    settings = _with_defaults(settings)
+    instance = Path(instance_path).resolve() if instance_path else default_instance_path()
+    instance.mkdir(parents=True, exist_ok=True)
+    logs.configure_logging(settings["logging"]["level"])
+    dbs = settings["database"]
+    engine = db.make_engine(
+        database_url(settings, instance),
+        sqlite_synchronous=dbs["sqlite_synchronous"],
+        pool_size=dbs["pool_size"],
+    )
+    return GatewayState(
+        config=settings, engine=engine, instance_path=instance, config_dir=config_dir
+    )
+
+
+def models_dir(state: GatewayState) -> Path:
+    """Where model artifacts live: ``models.dir`` or ``<instance>/models``."""
+    return Path(state.config["models"].get("dir") or state.instance_path / "models")
+
+
+def _with_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    defaults: dict[str, Any] = {
+        "server": {"max_body_bytes": 65536},
+        "database": {
+            "url": None,
+            "sqlite_synchronous": "FULL",
+            "pool_size": 5,
+            "retry_after_seconds": 2,
+        },
+        "logging": {"level": "INFO"},
+        "models": {"dir": None},
+        "auth": {},
+        "events": {"queue_size": 1000, "budget_ms": 200},
+    }
+    out = dict(settings)
+    for section, values in defaults.items():
+        out[section] = {**values, **(settings.get(section) or {})}
+    return out
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(Problem)
+    def _problem(problem: Problem) -> Response:
+        return problem_response(problem)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        slug = (exc.name or "error").lower().replace(" ", "-")
+        detail = (
+            "The request body exceeds the size limit." if code == 413 else (exc.description or "")
+        )
+        problem = Problem(code, slug, exc.name or "Error", detail)
+        if code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            problem.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return problem_response(problem)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled_error", error=type(exc).__name__)
+        return problem_response(
+            Problem(500, "internal-error", "Internal error", "An unexpected error occurred.")
+        )

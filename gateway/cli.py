@@ -1,0 +1,245 @@
+"""The ``loangate`` command line: serve, set up, and administer the gateway.
+
+Commands share the gateway's configuration path (``config/gateway.yaml``,
+``LOANGATE_*`` overrides, the instance folder) with the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.errors import ConfigError
+
+DEMO_CLIENT_FILE = "demo-client.json"
+DEMO_SCOPES = ("decisions:create", "decisions:read", "models:admin")
+
+
+def _state() -> Any:
+    from gateway.app import open_state
+
+    try:
+        return open_state()
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from exc
+
+
+@click.group()
+@click.version_option(package_name="loangate")
+def main() -> None:
+    """loangate: governed credit decisions for legacy loan systems."""
+
+
+# --- database -----------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply schema migrations (Alembic) up to the latest."""
+    from gateway import db as database
+
+    state = _state()
+    database.upgrade(state.engine)
+    click.echo("database schema is up to date")
+
+
+# --- models -------------------------------------------------------------------
+
+
+@main.group()
+def models() -> None:
+    """Model registry."""
+
+
+@models.command("train")
+@click.option("--name", default="german-credit", show_default=True, help="registered model name")
+@click.option("--kind", type=click.Choice(["logistic"]), default="logistic", show_default=True)
+@click.option(
+    "--stage",
+    default="champion",
+    show_default=True,
+    type=click.Choice(["candidate", "challenger", "champion"]),
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="training CSV (default: the bundled German credit data)",
+)
+@click.option("--if-missing", is_flag=True, help="do nothing when a champion of NAME exists")
+def models_train(name: str, kind: str, stage: str, data: Path | None, if_missing: bool) -> None:
+    """Train a model on the German credit data and register it as a new version."""
+    click.echo(train_model(_state(), name, kind, stage, data, if_missing))
+
+
+def train_model(
+    state: Any, name: str, kind: str, stage: str, data: Path | None, if_missing: bool
+) -> str:
+    """Train and register a version (or not, with ``if_missing`` and a champion in place)."""
+    from gateway.app import models_dir
+    from gateway.registry import ModelNotFound, ModelRegistry
+    from gateway.training import train_and_register
+
+    registry = ModelRegistry(state.engine, models_dir(state))
+    if if_missing:
+        try:
+            info = registry.get(name, stage="champion")
+            return f"{name} v{info.version} is the champion"
+        except ModelNotFound:
+            pass
+    info = train_and_register(
+        registry,
+        name=name,
+        kind=kind,
+        stage=stage,
+        data_path=data,
+        created_by=os.environ.get("USER", "cli"),
+    )
+    metrics = info.metadata.get("metrics", {})
+    return (
+        f"registered {info.name} v{info.version} ({info.kind}, stage {info.stage}) "
+        f"sha256 {info.sha256[:12]} auc {metrics.get('auc', float('nan')):.3f} "
+        f"brier {metrics.get('brier', float('nan')):.3f}"
+    )
+
+
+@models.command("list")
+@click.option("--name", default=None, help="only this model")
+def models_list(name: str | None) -> None:
+    """Registered model versions."""
+    from gateway.app import models_dir
+    from gateway.registry import ModelRegistry
+
+    state = _state()
+    for info in ModelRegistry(state.engine, models_dir(state)).list(name):
+        click.echo(f"{info.name}\tv{info.version}\t{info.kind}\t{info.stage}\t{info.sha256[:12]}")
+
+
+# --- clients ------------------------------------------------------------------
+
+
+@main.group()
+def clients() -> None:
+    """OAuth clients of the gateway."""
+
+
+@clients.command("create")
+@click.option("--name", required=True, help="a human-readable name")
+@click.option("--scopes", required=True, help="space- or comma-separated scopes")
+def clients_create(name: str, scopes: str) -> None:
+    """Create a client; its secret is printed once and stored only hashed."""
+    from gateway.auth.clients import create_client
+
+    state = _state()
+    wanted = [s for s in scopes.replace(",", " ").split() if s]
+    try:
+        client_id, secret = create_client(state.engine, name, wanted)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"client_id:     {client_id}")
+    click.echo(f"client_secret: {secret}")
+    click.echo("Store the secret now: it cannot be shown again.", err=True)
+
+
+# --- plugins ------------------------------------------------------------------
+
+
+@main.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def plugins_cmd(as_json: bool) -> None:
+    """Installed plugins and the components they contribute."""
+    from gateway.plugin_manager import collect_components, describe_plugins, make_plugin_manager
+
+    pm = make_plugin_manager()
+    listing = describe_plugins(pm, collect_components(pm))
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+        return
+    for plugin in listing:
+        version = f"{plugin['distribution']} {plugin['version']}" if plugin["distribution"] else "-"
+        parts = (
+            ", ".join(f"{c['kind']} {c['name']}" for c in plugin["components"]) or "(events only)"
+        )
+        click.echo(f"{plugin['name']:<20} {version:<20} {parts}")
+
+
+# --- serving ------------------------------------------------------------------
+
+
+def ensure_demo_client(state: Any) -> dict[str, str]:
+    """The demo client's credentials, created on first use and kept in the instance folder."""
+    from gateway.auth.clients import create_client, get_client
+
+    path = state.instance_path / DEMO_CLIENT_FILE
+    if path.exists():
+        creds = json.loads(path.read_text())
+        if get_client(state.engine, creds["client_id"]) is not None:
+            return dict(creds)
+    client_id, secret = create_client(state.engine, "demo", list(DEMO_SCOPES))
+    creds = {"client_id": client_id, "client_secret": secret}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(creds, fh)
+    return creds
+
+
+@main.command("serve")
+@click.option("--bind", default=None, help="host:port (default: server.bind)")
+@click.option("--workers", type=int, default=None, help="gunicorn workers")
+@click.option("--demo", is_flag=True, help="also train the demo model and print a demo client")
+def serve(bind: str | None, workers: int | None, demo: bool) -> None:
+    """Migrate the database, then serve the gateway under gunicorn."""
+    from gateway import db as database
+
+    state = _state()
+    database.upgrade(state.engine)
+    bind = bind or state.config["server"].get("bind", "127.0.0.1:8000")
+    if demo:
+        click.echo(train_model(state, "german-credit", "logistic", "champion", None, True))
+        creds = ensure_demo_client(state)
+        base = f"http://{bind}"
+        click.echo(
+            "\n".join(
+                [
+                    "",
+                    f"loangate is starting at {base}",
+                    f"  demo client_id:     {creds['client_id']}",
+                    f"  demo client_secret: {creds['client_secret']}",
+                    "  get a token:",
+                    f"    curl -s -u {creds['client_id']}:{creds['client_secret']} "
+                    f"-d grant_type=client_credentials {base}/oauth/token",
+                    f"  API description: {base}/openapi.json",
+                    "",
+                ]
+            )
+        )
+    state.engine.dispose()
+    env = dict(os.environ)
+    env["LOANGATE_BIND"] = bind
+    if workers:
+        env["LOANGATE_WORKERS"] = str(workers)
+    env.setdefault("LOANGATE_INSTANCE", str(state.instance_path))
+    args = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:gateway.gunicorn_conf",
+        "gateway.wsgi:app",
+    ]
+    sys.stdout.flush()
+    os.execve(sys.executable, args, env)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,168 @@
+"""The decision log: append-only storage of decision documents, and its queries.
+
+``append`` is one INSERT and one commit: the caller is answered only after it
+returns. Any database failure surfaces as :class:`LogUnavailable`, which the API
+turns into a retryable 503, so an answer is never given without its record.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, Table, insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+
+from gateway.tables import Decision
+
+decisions: Table = Decision.__table__  # type: ignore[assignment]
+
+
+class LogUnavailable(Exception):
+    """The log could not be written or read (database down, disk full...)."""
+
+
+class DuplicateIdempotencyKey(Exception):
+    """Another record already holds this client's idempotency key."""
+
+
+@dataclass(frozen=True)
+class StoredDecision:
+    """A logged decision as stored: its request hash, status code and document."""
+
+    id: str
+    request_hash: str
+    status_code: int
+    document: bytes
+
+    def parsed(self) -> dict[str, Any]:
+        doc: dict[str, Any] = orjson.loads(self.document)
+        return doc
+
+
+@dataclass(frozen=True)
+class DecisionQuery:
+    """Filters for listing decisions, newest first. ``None`` means no filter."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    pipeline: str | None = None
+    outcome: str | None = None
+    model_name: str | None = None
+    model_version: int | None = None
+    client_id: str | None = None
+    application_id: str | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+def encode_cursor(decision_id: str) -> str:
+    return base64.urlsafe_b64encode(decision_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The decision id a cursor points after; ``ValueError`` if it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("invalid cursor") from exc
+    if len(raw) != 26 or not raw.isalnum():
+        raise ValueError("invalid cursor")
+    return raw
+
+
+class DecisionLog:
+    """Append and read decision records in the gateway's database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Insert one record and commit it durably."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(decisions), row)
+        except IntegrityError as exc:
+            if row.get("idempotency_key") is not None:
+                raise DuplicateIdempotencyKey(row["idempotency_key"]) from exc
+            raise LogUnavailable(type(exc).__name__) from exc
+        except (DBAPIError, SQLAlchemyError, OSError) as exc:
+            raise LogUnavailable(type(exc).__name__) from exc
+
+    def _one(self, stmt: Any) -> StoredDecision | None:
+        try:
+            with self.engine.connect() as conn:
+                found = conn.execute(stmt).first()
+        except (DBAPIError, SQLAlchemyError, OSError) as exc:
+            raise LogUnavailable(type(exc).__name__) from exc
+        if found is None:
+            return None
+        return StoredDecision(
+            found.id, found.request_hash, found.status_code, found.document.encode()
+        )
+
+    _columns = (
+        decisions.c.id,
+        decisions.c.request_hash,
+        decisions.c.status_code,
+        decisions.c.document,
+    )
+
+    def get(self, decision_id: str) -> StoredDecision | None:
+        """The record with ``decision_id``, or ``None``."""
+        return self._one(select(*self._columns).where(decisions.c.id == decision_id))
+
+    def find_by_key(self, client_id: str, key: str) -> StoredDecision | None:
+        """The record a client logged under an idempotency key, or ``None``."""
+        return self._one(
+            select(*self._columns).where(
+                decisions.c.client_id == client_id, decisions.c.idempotency_key == key
+            )
+        )
+
+    def query(self, q: DecisionQuery) -> tuple[list[bytes], str | None]:
+        """Documents matching ``q`` (newest first) and the cursor of the next page.
+
+        Pages are keyed on the time-sortable id, so decisions logged while a client
+        pages through never shift or repeat the pages that follow.
+        """
+        c = decisions.c
+        conditions: list[Any] = []
+        if q.since is not None:
+            conditions.append(c.received_at >= q.since)
+        if q.until is not None:
+            conditions.append(c.received_at < q.until)
+        for column, value in (
+            (c.pipeline, q.pipeline),
+            (c.outcome, q.outcome),
+            (c.model_name, q.model_name),
+            (c.model_version, q.model_version),
+            (c.client_id, q.client_id),
+            (c.application_id, q.application_id),
+        ):
+            if value is not None:
+                conditions.append(column == value)
+        if q.cursor is not None:
+            conditions.append(c.id < decode_cursor(q.cursor))
+        stmt = select(c.id, c.document).where(*conditions).order_by(c.id.desc()).limit(q.limit + 1)
+        try:
+            with self.engine.connect() as conn:
+                rows: Sequence[Any] = conn.execute(stmt).all()
+        except (DBAPIError, SQLAlchemyError, OSError) as exc:
+            raise LogUnavailable(type(exc).__name__) from exc
+        page = rows[: q.limit]
+        next_cursor = encode_cursor(page[-1].id) if len(rows) > q.limit and page else None
+        return [row.document.encode() for row in page], next_cursor
+
+    def ping(self) -> bool:
+        """True if the database answers."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+            return True
+        except (DBAPIError, SQLAlchemyError, OSError):
+            return False

@@ -1,0 +1,33 @@
+"""gunicorn settings for ``loangate serve`` (read from the gateway configuration).
+
+Sync workers: a decision is CPU work plus one durable commit, so one request per
+worker at a time is the right shape; scale with workers (2 x cores + 1 by default,
+capped at 8) and hosts, not threads.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+from gateway.config import load_config
+
+_settings, _ = load_config()
+_server = _settings.get("server", {})
+
+bind = os.environ.get("LOANGATE_BIND") or _server.get("bind", "127.0.0.1:8000")
+workers = int(
+    os.environ.get("LOANGATE_WORKERS")
+    or _server.get("workers")
+    or min(2 * multiprocessing.cpu_count() + 1, 8)
+)
+worker_class = "sync"
+timeout = int(_server.get("timeout_seconds", 30))
+graceful_timeout = int(_server.get("graceful_timeout_seconds", 20))
+keepalive = 5
+# Each worker builds its own app (and database pool): nothing is shared across fork.
+preload_app = False
+accesslog = None  # the gateway writes its own structured access line
+errorlog = "-"
+loglevel = "warning"
+proc_name = "loangate"

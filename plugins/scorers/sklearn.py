@@ -1,0 +1,75 @@
+"""The ``sklearn`` scorer: a registered scikit-learn model version, via its fast path.
+
+Settings::
+
+    scorer:
+      name: sklearn
+      config: {model: german-credit, stage: champion}   # or {model: ..., version: 3}
+
+The version is resolved and loaded (sha256-checked, compiled) once, when the
+pipeline is built; per request the scorer only runs the compiled lookups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.compiled import sigmoid
+from gateway.components import Scorer, Services
+from gateway.context import DecisionContext, Score
+from gateway.hookspecs import hookimpl
+from gateway.registry import LoadedModel
+
+
+class SklearnScorer(Scorer):
+    """Scores ``ctx.features`` with a registered model version (probability of default)."""
+
+    name = "sklearn"
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["model"],
+        "properties": {
+            "model": {"type": "string", "minLength": 1, "description": "registered model name"},
+            "version": {"type": "integer", "minimum": 1, "description": "a fixed version"},
+            "stage": {
+                "type": "string",
+                "enum": ["candidate", "challenger", "champion", "archived"],
+                "description": "the newest version at this stage (default: champion)",
+            },
+        },
+        "not": {"required": ["version", "stage"]},
+    }
+
+    def __init__(self, config: Mapping[str, Any], services: Services) -> None:
+        super().__init__(config, services)
+        version = self.config.get("version")
+        stage = None if version is not None else self.config.get("stage", "champion")
+        registry = services.registry
+        info = registry.get(self.config["model"], version=version, stage=stage)
+        #: The loaded version (explainers reach it through ``registry.loaded(ref)``).
+        self.model: LoadedModel = registry.load(info)
+        self._ref = info.ref
+
+    def score(self, ctx: DecisionContext) -> DecisionContext:
+        """Set ``ctx.score`` (probability of default, log-odds, model version)."""
+        logit = self.model.compiled.logit(ctx.features)
+        return ctx.evolve(score=Score(probability=sigmoid(logit), logit=logit, model=self._ref))
+
+    def ready(self) -> bool:
+        """True: the model is loaded and verified when the scorer is built."""
+        return self.model is not None
+
+    def model_features(self) -> frozenset[str]:
+        """The caller fields the model reads (checked against protected fields at start)."""
+        return frozenset(self.model.compiled.fields)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "model": self._ref.as_dict()}
+
+
+@hookimpl
+def register_scorers() -> list[type[Scorer]]:
+    """Contribute the ``sklearn`` scorer."""
+    return [SklearnScorer]
