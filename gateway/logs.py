@@ -23,6 +23,22 @@ _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = structlog.get_logger("gateway.access")
 
 
+class StderrLogger:
+    """Writes each rendered line to the *current* ``sys.stderr`` (so test capture and
+    redirection after start-up work), one write and flush per line."""
+
+    def msg(self, message: str) -> None:
+        stream = sys.stderr
+        stream.write(message + "\n")
+        stream.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+def _stderr_logger(*_args: object) -> StderrLogger:
+    return StderrLogger()
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Route structlog and stdlib logging to JSON lines on stderr."""
     shared: list[structlog.typing.Processor] = [
@@ -37,7 +53,7 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)

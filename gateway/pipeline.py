@@ -134,7 +134,7 @@ def _build(
     validate(settings, entry.cls.config_schema, where=f"{where} ({kind} {name}) config")
     try:
         return entry.cls(settings, services)
-    except ConfigError as exc:
+    except Exception as exc:  # any failure to build a component refuses to start, located
         raise ConfigError(f"{where} ({kind} {name}): {exc}") from exc
 
 

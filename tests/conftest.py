@@ -104,8 +104,12 @@ def register_demo_model(url: str, models_dir: Path, trained: Any) -> None:
 
     eng = db.make_engine(url)
     ModelRegistry(eng, models_dir).register(
-        MODEL_NAME, trained.estimator, trained.metadata, kind=trained.kind,
-        stage="champion", created_by="tests",
+        MODEL_NAME,
+        trained.estimator,
+        trained.metadata,
+        kind=trained.kind,
+        stage="champion",
+        created_by="tests",
     )
     eng.dispose()
 
@@ -121,7 +125,9 @@ def app(db_url: str, tmp_path: Path, trained_model: Any) -> Iterator[Flask]:
 
     models_dir = tmp_path / "models"
     register_demo_model(db_url, models_dir, trained_model)
-    application = create_app(gateway_overrides(db_url, models_dir), instance_path=tmp_path / "instance")
+    application = create_app(
+        gateway_overrides(db_url, models_dir), instance_path=tmp_path / "instance"
+    )
     yield application
     application.extensions["loangate"].engine.dispose()
 

@@ -36,8 +36,9 @@ def count_rows(app: Flask) -> int:
         return int(conn.execute(sa.text("select count(*) from decisions")).scalar_one())
 
 
-def test_decision_is_explained_and_logged(app: Flask, client: FlaskClient, scorer_token: str,
-                                          auditor_token: str) -> None:
+def test_decision_is_explained_and_logged(
+    app: Flask, client: FlaskClient, scorer_token: str, auditor_token: str
+) -> None:
     resp = decide(client, scorer_token, body(1))
     assert resp.status_code == 201, resp.get_json()
     doc = resp.get_json()
@@ -47,11 +48,17 @@ def test_decision_is_explained_and_logged(app: Flask, client: FlaskClient, score
     assert doc["model"]["name"] == "german-credit" and doc["model"]["version"] == 1
     explanation = doc["explanation"]
     logit = math.log(p / (1 - p))
-    assert abs(explanation["base_value"] + sum(explanation["contributions"].values()) - logit) < 1e-6
+    assert (
+        abs(explanation["base_value"] + sum(explanation["contributions"].values()) - logit) < 1e-6
+    )
     assert "personal_status_and_sex" not in explanation["contributions"]
     assert "foreign_worker" not in explanation["contributions"]
     assert set(doc["timings_ms"]) == {
-        "validator:schema", "enricher:derived", "scorer:sklearn", "explainer:linear", "policy:threshold"
+        "validator:schema",
+        "enricher:derived",
+        "scorer:sklearn",
+        "explainer:linear",
+        "policy:threshold",
     }
     assert resp.headers["Location"] == f"/v1/decisions/{doc['decision_id']}"
     assert "application" not in doc  # the caller is not sent its own inputs back
@@ -79,8 +86,9 @@ def test_declined_applicant_gets_reason_codes(client: FlaskClient, scorer_token:
     assert outcomes["approve"]["reason_codes"] == []
 
 
-def test_missing_required_field_is_422_and_logged(app: Flask, client: FlaskClient,
-                                                  scorer_token: str, auditor_token: str) -> None:
+def test_missing_required_field_is_422_and_logged(
+    app: Flask, client: FlaskClient, scorer_token: str, auditor_token: str
+) -> None:
     resp = decide(client, scorer_token, body(1, credit_amount=...))
     assert resp.status_code == 422
     assert resp.mimetype == "application/problem+json"
@@ -95,8 +103,12 @@ def test_missing_required_field_is_422_and_logged(app: Flask, client: FlaskClien
     assert count_rows(app) == 1
 
 
-def test_imputed_field_is_recorded_and_never_a_reason(client: FlaskClient, scorer_token: str) -> None:
-    doc = decide(client, scorer_token, body(1, telephone=None, savings_account_and_bonds=...)).get_json()
+def test_imputed_field_is_recorded_and_never_a_reason(
+    client: FlaskClient, scorer_token: str
+) -> None:
+    doc = decide(
+        client, scorer_token, body(1, telephone=None, savings_account_and_bonds=...)
+    ).get_json()
     imputed = {i["field"] for i in doc["imputations"]}
     assert imputed == {"telephone", "savings_account_and_bonds"}
     assert not imputed & {r["field"] for r in doc["reason_codes"]}
@@ -112,9 +124,17 @@ def test_imputed_field_is_recorded_and_never_a_reason(client: FlaskClient, score
         (b'{"applicant": {}, "application_id": 7}', 422, "/application_id"),
     ],
 )
-def test_malformed_bodies_get_precise_problems(app: Flask, client: FlaskClient, scorer_token: str,
-                                               payload: bytes, status: int, pointer: str | None) -> None:
-    resp = client.post(URL, data=payload, content_type="application/json", headers=bearer(scorer_token))
+def test_malformed_bodies_get_precise_problems(
+    app: Flask,
+    client: FlaskClient,
+    scorer_token: str,
+    payload: bytes,
+    status: int,
+    pointer: str | None,
+) -> None:
+    resp = client.post(
+        URL, data=payload, content_type="application/json", headers=bearer(scorer_token)
+    )
     assert resp.status_code == status
     problem = resp.get_json()
     assert resp.mimetype == "application/problem+json" and problem["status"] == status
@@ -143,11 +163,15 @@ def test_oversized_body_is_413(app: Flask, client: FlaskClient, scorer_token: st
 
 
 def test_not_json_is_415(client: FlaskClient, scorer_token: str) -> None:
-    resp = client.post(URL, data="<a/>", content_type="application/xml", headers=bearer(scorer_token))
+    resp = client.post(
+        URL, data="<a/>", content_type="application/xml", headers=bearer(scorer_token)
+    )
     assert resp.status_code == 415
 
 
-def test_idempotency_key_replays_and_conflicts(app: Flask, client: FlaskClient, scorer_token: str) -> None:
+def test_idempotency_key_replays_and_conflicts(
+    app: Flask, client: FlaskClient, scorer_token: str
+) -> None:
     first = decide(client, scorer_token, body(1), **{"Idempotency-Key": "k-1"})
     again = decide(client, scorer_token, body(1), **{"Idempotency-Key": "k-1"})
     assert first.status_code == again.status_code == 201
@@ -179,8 +203,9 @@ def test_auth_on_decisions(client: FlaskClient, scorer_token: str, auditor_token
     assert client.post(URL, json=body(1)).status_code == 401
 
 
-def test_log_unavailable_is_503_and_nothing_answered(app: Flask, client: FlaskClient,
-                                                     scorer_token: str) -> None:
+def test_log_unavailable_is_503_and_nothing_answered(
+    app: Flask, client: FlaskClient, scorer_token: str
+) -> None:
     state = app.extensions["loangate"]
     with state.engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE decisions"))
@@ -196,4 +221,7 @@ def test_request_id_is_echoed(client: FlaskClient, scorer_token: str) -> None:
     assert resp.headers["X-Request-ID"] == "abc-123"
     assert resp.get_json()["request_id"] == "abc-123"
     generated = decide(client, scorer_token, body(1), **{"X-Request-ID": "bad id; drop"})
-    assert generated.headers["X-Request-ID"] != "bad id; drop" and len(generated.headers["X-Request-ID"]) == 32
+    assert (
+        generated.headers["X-Request-ID"] != "bad id; drop"
+        and len(generated.headers["X-Request-ID"]) == 32
+    )

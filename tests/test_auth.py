@@ -14,6 +14,8 @@ import json
 import logging
 import shutil
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+from joserfc.jws import JWSRegistry
 from werkzeug.security import check_password_hash
 
 from gateway import db
@@ -127,9 +130,7 @@ def build_app(
 
 
 @pytest.fixture
-def db_app(
-    engine: sa.Engine, tmp_path: Path, keys_template: Path, idp_jwks_file: Path
-) -> Flask:
+def db_app(engine: sa.Engine, tmp_path: Path, keys_template: Path, idp_jwks_file: Path) -> Flask:
     """The auth app on the parametrised database (SQLite and PostgreSQL)."""
     return build_app(engine, tmp_path, auth_config(idp_jwks_file), keys_template)
 
@@ -152,7 +153,7 @@ def app(
 
 
 def service(app: Flask) -> AuthService:
-    return app.extensions["loangate"].extras["auth"]  # type: ignore[no-any-return]
+    return app.extensions["loangate"].extras["auth"]
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -218,7 +219,9 @@ def assert_invalid_token(resp: Any) -> None:
 @pytest.mark.parametrize("method", ["basic", "post"])
 def test_token_endpoint_issues_rfc9068_jwt(db_app: Flask, method: str) -> None:
     engine = db_app.extensions["loangate"].engine
-    client_id, secret = create_client(engine, "core banking", ["decisions:read", "decisions:create"])
+    client_id, secret = create_client(
+        engine, "core banking", ["decisions:read", "decisions:create"]
+    )
     client = db_app.test_client()
 
     resp = token_request(client, client_id, secret, method)
@@ -335,8 +338,9 @@ def test_create_client_validates_scopes(sqlite_engine: sa.Engine, scopes: Any) -
 
 
 def test_cli_creates_client_and_prints_secret_once(engine: sa.Engine, tmp_path: Path) -> None:
-    state = GatewayState(config={"auth": {}}, engine=engine, instance_path=tmp_path,
-                         config_dir=tmp_path)
+    state = GatewayState(
+        config={"auth": {}}, engine=engine, instance_path=tmp_path, config_dir=tmp_path
+    )
     commands = {c.name: c for c in make_commands(lambda: state)}
     runner = CliRunner()
 
@@ -438,13 +442,23 @@ def hs256_with_public_key(s: AuthService) -> str:
     return f"{head}.{body}.{b64(mac)}"
 
 
+def with_header(s: AuthService, **header: Any) -> str:
+    """A token correctly signed by the active key, with extra header members."""
+    head = b64({"alg": "RS256", "typ": "at+jwt", "kid": s.keys.active_kid, **header})
+    body = b64(own_claims())
+    sig = JWSRegistry().get_alg("RS256").sign(f"{head}.{body}".encode(), s.keys.active)
+    return f"{head}.{body}.{b64(sig)}"
+
+
 HOSTILE: dict[str, Callable[[AuthService, RSAKey], str]] = {
     "expired": lambda s, k: sign(
-        own_claims(iat=int(time.time()) - 1000, exp=int(time.time()) - 31), s.keys.active,
+        own_claims(iat=int(time.time()) - 1000, exp=int(time.time()) - 31),
+        s.keys.active,
         kid=s.keys.active_kid,
     ),
     "issued in the future": lambda s, k: sign(
-        own_claims(iat=int(time.time()) + 600, exp=int(time.time()) + 900), s.keys.active,
+        own_claims(iat=int(time.time()) + 600, exp=int(time.time()) + 900),
+        s.keys.active,
         kid=s.keys.active_kid,
     ),
     "not yet valid": lambda s, k: sign(
@@ -468,8 +482,10 @@ HOSTILE: dict[str, Callable[[AuthService, RSAKey], str]] = {
         f"{b64({'alg': 'none', 'typ': 'at+jwt', 'kid': s.keys.active_kid})}.{b64(own_claims())}."
     ),
     "alg None, signature kept": lambda s, k: ".".join(
-        [b64({"alg": "None", "typ": "at+jwt", "kid": s.keys.active_kid}),
-         *s.mint_token("x", ["decisions:read"]).split(".")[1:]]
+        [
+            b64({"alg": "None", "typ": "at+jwt", "kid": s.keys.active_kid}),
+            *s.mint_token("x", ["decisions:read"]).split(".")[1:],
+        ]
     ),
     "HS256 keyed with the public key": lambda s, k: hs256_with_public_key(s),
     "tampered payload": lambda s, k: ".".join(
@@ -479,16 +495,19 @@ HOSTILE: dict[str, Callable[[AuthService, RSAKey], str]] = {
             t[2],
         ]
     ),
-    "tampered signature": lambda s, k: (t := s.mint_token("x", ["decisions:read"]))[:-8]
-    + ("A" * 8 if t[-8:] != "A" * 8 else "B" * 8),
+    "tampered signature": lambda s, k: (
+        (t := s.mint_token("x", ["decisions:read"]))[:-8]
+        + ("A" * 8 if t[-8:] != "A" * 8 else "B" * 8)
+    ),
     "malformed header": lambda s, k: "eyJhbGciOiJSUzI1NiIsImtpZCI6.eyJzdWIiOiJ4In0.c2ln",
     "header not an object": lambda s, k: f"{b64(b'[1,2]')}.{b64(own_claims())}.c2ln",
     "two segments": lambda s, k: ".".join(s.mint_token("x", ["decisions:read"]).split(".")[:2]),
     "garbage": lambda s, k: "not-a-token",
+    "critical extension": lambda s, k: with_header(s, crit=["x-ext"], **{"x-ext": 1}),
+    "unencoded payload (RFC 7797)": lambda s, k: with_header(s, b64=False, crit=["b64"]),
+    "kid not a string": lambda s, k: with_header(s, kid=7),
     "oversized": lambda s, k: "a" * 10_000,
-    "idp token with the gateway's iss": lambda s, k: sign(
-        own_claims(), k, kid="idp-key-1"
-    ),
+    "idp token with the gateway's iss": lambda s, k: sign(own_claims(), k, kid="idp-key-1"),
 }
 
 
@@ -505,6 +524,11 @@ def test_malformed_authorization_header_is_401(app: Flask) -> None:
         assert_invalid_token(client.get("/read", headers={"Authorization": value}))
     # The scheme is case-insensitive (RFC 7235).
     assert client.get("/read", headers={"Authorization": f"bearer {token}"}).status_code == 200
+
+
+def test_extra_header_members_are_fine(app: Flask) -> None:
+    token = with_header(service(app), jku="https://evil.test/jwks.json")  # never fetched
+    assert app.test_client().get("/read", headers=bearer(token)).status_code == 200
 
 
 def test_leeway_accepts_small_clock_skew(app: Flask) -> None:
@@ -570,9 +594,7 @@ def test_external_issuer_token_is_accepted(app: Flask, idp_key: RSAKey) -> None:
     # scp as a space-separated string works too; the scope claim is the configured one.
     as_string = sign(idp_claims(scp="decisions:read"), idp_key, kid="idp-key-1")
     assert client.get("/read", headers=bearer(as_string)).status_code == 200
-    scope_not_scp = sign(
-        idp_claims(scp=None, scope="decisions:read"), idp_key, kid="idp-key-1"
-    )
+    scope_not_scp = sign(idp_claims(scp=None, scope="decisions:read"), idp_key, kid="idp-key-1")
     assert client.get("/read", headers=bearer(scope_not_scp)).status_code == 403
 
 
@@ -618,8 +640,16 @@ def test_external_issuer_from_jwks_uri_refetches_rarely(
         return Resp()
 
     monkeypatch.setattr(tokens_mod.requests, "get", fake_get)
-    cfg = {"trusted_issuers": [{"issuer": IDP, "audience": IDP_AUDIENCE,
-                                "jwks_uri": "https://idp.example.test/keys", "scope_claim": "scp"}]}
+    cfg = {
+        "trusted_issuers": [
+            {
+                "issuer": IDP,
+                "audience": IDP_AUDIENCE,
+                "jwks_uri": "https://idp.example.test/keys",
+                "scope_claim": "scp",
+            }
+        ]
+    }
     settings_ = AuthSettings.from_config(cfg, tmp_path, tmp_path)
     verifier = TokenVerifier.from_settings(settings_, KeyStore.from_settings(settings_))
     assert calls == ["https://idp.example.test/keys"]  # fetched at start
@@ -690,8 +720,9 @@ def test_rotation_by_another_process_is_picked_up(app: Flask) -> None:
     assert s.keys.active_kid == new_kid  # and this process now signs with it
 
 
-def test_signing_keys_from_config(tmp_path: Path, sqlite_engine: sa.Engine,
-                                  idp_jwks_file: Path) -> None:
+def test_signing_keys_from_config(
+    tmp_path: Path, sqlite_engine: sa.Engine, idp_jwks_file: Path
+) -> None:
     k1 = RSAKey.generate_key(2048)
     k2 = RSAKey.generate_key(2048)
     (tmp_path / "k1.pem").write_bytes(k1.as_pem(private=True))
@@ -731,8 +762,10 @@ def test_default_config() -> None:
         ({"token_ttl": 5}, "unknown key"),
         ({"token_ttl_seconds": "300"}, "auth.token_ttl_seconds"),
         ({"leeway_seconds": 3600}, "auth.leeway_seconds"),
-        ({"trusted_issuers": [{"issuer": IDP, "jwks_file": "x.json", "algorithms": ["HS256"]}]},
-         "algorithms"),
+        (
+            {"trusted_issuers": [{"issuer": IDP, "jwks_file": "x.json", "algorithms": ["HS256"]}]},
+            "algorithms",
+        ),
         ({"trusted_issuers": [{"issuer": IDP, "algorithms": ["RS256"]}]}, "jwks_file or jwks_uri"),
         ({"trusted_issuers": [{"issuer": IDP, "jwks_uri": "http://idp/keys"}]}, "https"),
         ({"trusted_issuers": [{"issuer": IDP, "jwks_file": "missing.json"}]}, "jwks_file"),
@@ -741,9 +774,7 @@ def test_default_config() -> None:
         ({"signing_keys": [{"kid": "a", "pem": "not a pem"}]}, "auth.signing_keys"),
     ],
 )
-def test_bad_config_refuses_to_start(
-    tmp_path: Path, section: dict[str, Any], where: str
-) -> None:
+def test_bad_config_refuses_to_start(tmp_path: Path, section: dict[str, Any], where: str) -> None:
     with pytest.raises(ConfigError, match=where):
         settings_ = AuthSettings.from_config(section, tmp_path, tmp_path)
         TokenVerifier.from_settings(settings_, KeyStore.from_settings(settings_))
@@ -759,3 +790,34 @@ def test_principal_is_frozen() -> None:
     assert p.has("decisions:read") and not p.has("decisions:read", "models:admin")
     with pytest.raises(AttributeError):
         p.client_id = "other"  # type: ignore[misc]
+
+
+def test_external_token_without_kid_uses_the_single_key(app: Flask, idp_key: RSAKey) -> None:
+    token = sign(idp_claims(), idp_key)  # some IdPs with one key omit kid
+    assert app.test_client().get("/read", headers=bearer(token)).status_code == 200
+
+
+def test_token_endpoint_over_plain_http_is_a_client_error(db_app: Flask) -> None:
+    engine = db_app.extensions["loangate"].engine
+    client_id, secret = create_client(engine, "c", ["decisions:read"])
+    resp = db_app.test_client().post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client_id, secret),
+        base_url="http://gateway.internal",  # not loopback, not https: Authlib refuses
+    )
+    assert resp.status_code == 400 and resp.get_json()["error"] == "invalid_request"
+
+
+def test_import_uses_no_deprecated_authlib_jose() -> None:
+    code = (
+        "import sys, gateway.auth, gateway.auth.cli; "
+        "assert 'authlib.jose' not in sys.modules, 'authlib.jose imported'"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

@@ -46,8 +46,11 @@ class Server:
         engine.dispose()
         resp = requests.post(
             f"{self.base}/oauth/token",
-            data={"grant_type": "client_credentials", "client_id": client_id,
-                  "client_secret": secret},
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": secret,
+            },
             timeout=10,
         )
         assert resp.status_code == 200, resp.text
@@ -69,9 +72,20 @@ def start_server(db_url: str, tmp: Path, workers: int = 2) -> Server:
     }
     log = tmp / "server.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers)],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -106,7 +120,9 @@ def test_token_decision_and_audit_over_http(server: Server) -> None:
     auditor = server.token("decisions:read")
     resp = requests.post(
         f"{server.base}/v1/pipelines/credit-risk/decisions",
-        json=body(1), headers={"Authorization": f"Bearer {scorer}"}, timeout=10,
+        json=body(1),
+        headers={"Authorization": f"Bearer {scorer}"},
+        timeout=10,
     )
     assert resp.status_code == 201, resp.text
     doc = resp.json()
@@ -115,12 +131,19 @@ def test_token_decision_and_audit_over_http(server: Server) -> None:
     assert abs(total - math.log(p / (1 - p))) < 1e-6
     assert doc["reason_codes"] and doc["outcome"] in {"refer", "decline"}
 
-    audit = requests.get(f"{server.base}/v1/decisions", params={"application_id": "LN-1"},
-                         headers={"Authorization": f"Bearer {auditor}"}, timeout=10)
+    audit = requests.get(
+        f"{server.base}/v1/decisions",
+        params={"application_id": "LN-1"},
+        headers={"Authorization": f"Bearer {auditor}"},
+        timeout=10,
+    )
     assert audit.status_code == 200
     assert [d["decision_id"] for d in audit.json()["items"]] == [doc["decision_id"]]
-    forbidden = requests.get(f"{server.base}/v1/decisions/{doc['decision_id']}",
-                             headers={"Authorization": f"Bearer {scorer}"}, timeout=10)
+    forbidden = requests.get(
+        f"{server.base}/v1/decisions/{doc['decision_id']}",
+        headers={"Authorization": f"Bearer {scorer}"},
+        timeout=10,
+    )
     assert forbidden.status_code == 403
     assert requests.get(f"{server.base}/v1/decisions", timeout=10).status_code == 401
 
@@ -139,7 +162,8 @@ def test_sigkill_loses_no_answered_decision(server: Server) -> None:
                 resp = session.post(
                     f"{server.base}/v1/pipelines/credit-risk/decisions",
                     json={"applicant": rows[i % len(rows)]},
-                    headers={"Authorization": f"Bearer {token}"}, timeout=5,
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=5,
                 )
             except requests.RequestException:
                 continue  # the server is gone: whatever was not answered may be lost

@@ -73,8 +73,10 @@ def test_missing_imputable_field_is_filled_and_recorded(validator: SchemaValidat
     out = validator.validate(ctx_for(fields))
     assert not out.errors
     imputed = {i.field: i.value for i in out.imputations}
-    assert imputed == {"savings_account_and_bonds": "unknown/ no savings account",
-                       "job": "skilled employee / official"}
+    assert imputed == {
+        "savings_account_and_bonds": "unknown/ no savings account",
+        "job": "skilled employee / official",
+    }
     assert out.features["savings_account_and_bonds"] == "unknown/ no savings account"
 
 
@@ -100,7 +102,9 @@ def test_protected_attribute_may_be_absent(validator: SchemaValidator) -> None:
         ("age_in_years", float("nan"), "type"),
     ],
 )
-def test_bad_values_are_named(validator: SchemaValidator, field: str, value: Any, code: str) -> None:
+def test_bad_values_are_named(
+    validator: SchemaValidator, field: str, value: Any, code: str
+) -> None:
     out = validator.validate(ctx_for({**applicant(), field: value}))
     assert codes(out) == {f"/applicant/{field}": code}
 
@@ -124,8 +128,13 @@ def test_legacy_codes_are_accepted_as_aliases(validator: SchemaValidator) -> Non
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.dictionaries(st.text(max_size=12), st.one_of(st.none(), st.integers(), st.text(max_size=8),
-                                                       st.floats(allow_nan=True)), max_size=6))
+@given(
+    st.dictionaries(
+        st.text(max_size=12),
+        st.one_of(st.none(), st.integers(), st.text(max_size=8), st.floats(allow_nan=True)),
+        max_size=6,
+    )
+)
 def test_any_input_is_either_valid_or_rejected_with_field_errors(fields: dict[str, Any]) -> None:
     validator = make_validator()
     out = validator.validate(ctx_for(fields))
@@ -142,6 +151,8 @@ def test_bad_schema_file_refuses_to_start(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"fields\.age\.missing\.impute"):
         make_validator("s.yaml", tmp_path)
-    (tmp_path / "t.yaml").write_text("name: x\nversion: '1'\nfields:\n  age: {type: float, missing: reject}\n")
+    (tmp_path / "t.yaml").write_text(
+        "name: x\nversion: '1'\nfields:\n  age: {type: float, missing: reject}\n"
+    )
     with pytest.raises(ConfigError, match=r"fields\.age\.type"):
         make_validator("t.yaml", tmp_path)

@@ -227,6 +227,13 @@ def build_spec() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object"}, "A JSON Web Key Set")},
             }
         },
+        "/.well-known/oauth-authorization-server": {
+            "get": {
+                "summary": "Authorization server metadata (RFC 8414)",
+                "tags": ["oauth"],
+                "responses": {"200": _json({"type": "object"}, "Server metadata")},
+            }
+        },
         "/v1/pipelines/{pipeline}/decisions": {
             "post": {
                 "summary": "Decide one application",

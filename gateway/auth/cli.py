@@ -47,7 +47,9 @@ def make_commands(get_state: Callable[[], GatewayState]) -> list[click.Command]:
             raise click.BadParameter(str(exc)) from None
         click.echo(f"client_id:     {client_id}")
         click.echo(f"client_secret: {secret}")
-        click.echo("The secret is shown only now and cannot be recovered; store it safely.", err=True)
+        click.echo(
+            "The secret is shown only now and cannot be recovered; store it safely.", err=True
+        )
 
     @clients.command("list")
     def list_() -> None:

@@ -123,7 +123,9 @@ class AuthSettings:
         )
         names = [issuer, *(t.issuer for t in trusted)]
         if len(set(names)) != len(names):
-            raise ConfigError("auth.trusted_issuers: issuers must be unique and differ from auth.issuer")
+            raise ConfigError(
+                "auth.trusted_issuers: issuers must be unique and differ from auth.issuer"
+            )
         return cls(issuer, audience, ttl, leeway, keys_dir, signing, trusted)
 
 
@@ -161,7 +163,9 @@ def _signing_key(entry: Any, config_dir: Path, where: str) -> SigningKeySetting:
         raise ConfigError(f"{where}: give exactly one of pem_file or pem")
     if "pem" in entry:
         return SigningKeySetting(kid, pem=_str(entry["pem"], f"{where}.pem"))
-    return SigningKeySetting(kid, pem_file=_path(entry["pem_file"], config_dir, f"{where}.pem_file"))
+    return SigningKeySetting(
+        kid, pem_file=_path(entry["pem_file"], config_dir, f"{where}.pem_file")
+    )
 
 
 def _trusted(entry: Any, audience: str, config_dir: Path, where: str) -> TrustedIssuerSettings:

@@ -134,6 +134,7 @@ class KeyStore:
 
     @property
     def active_kid(self) -> str:
+        """The kid of the active key (written in the header of new tokens)."""
         return str(self._snapshot.active.kid)
 
     @property
@@ -148,6 +149,7 @@ class KeyStore:
 
     @property
     def kids(self) -> list[str]:
+        """The kids that verify, sorted."""
         return sorted(self._snapshot.public)
 
     def jwks(self) -> dict[str, list[dict[str, str | list[str]]]]:

@@ -26,7 +26,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _verifier() -> TokenVerifier:
-    return gateway_state().extras["auth"].verifier  # type: ignore[no-any-return]
+    return gateway_state().extras["auth"].verifier
 
 
 def missing_token(realm: str = "loangate") -> Problem:

@@ -48,7 +48,7 @@ GRANT_TYPE = "client_credentials"
 JWKS_MAX_AGE = 300
 
 
-class _Client(ClientMixin):  # type: ignore[misc]
+class _Client(ClientMixin):
     """Authlib's view of a stored client: confidential, client-credentials only."""
 
     def __init__(self, record: ClientRecord) -> None:
@@ -82,7 +82,7 @@ class _Client(ClientMixin):  # type: ignore[misc]
         return grant_type == GRANT_TYPE
 
 
-class _ClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
+class _ClientCredentialsGrant(ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
 
     def validate_requested_scope(self) -> None:
@@ -92,12 +92,10 @@ class _ClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
             raise InvalidScopeError(f"Unknown scope(s): {' '.join(bad)}")
         missing = requested - self.request.client.record.scopes
         if missing:
-            raise InvalidScopeError(
-                f"The client may not request: {' '.join(sorted(missing))}"
-            )
+            raise InvalidScopeError(f"The client may not request: {' '.join(sorted(missing))}")
 
 
-class GatewayTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
+class GatewayTokenGenerator(JWTBearerTokenGenerator):
     """RFC 9068 JWT access tokens signed by the key store's active key.
 
     Authlib builds the claims (iss, sub, aud, exp, iat, jti, client_id, scope) and the
@@ -113,13 +111,16 @@ class GatewayTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
         self.keys = keys
 
     def get_jwks(self) -> KeySet:
+        """The signing KeySet: the active key only."""
         self.keys.refresh_if_changed()  # another process may have rotated the key
         return self.keys.signing_keyset
 
     def get_audiences(self, client: Any, user: Any, scope: str) -> str:
+        """``auth.audience`` (Authlib's default would be the client id)."""
         return self.audience
 
     def get_jti(self, client: Any, grant_type: str, user: Any, scope: str) -> str:
+        """128 random bits, URL-safe."""
         return secrets.token_urlsafe(16)
 
 
@@ -145,7 +146,7 @@ if not any(isinstance(f, _DropIssuedTokenLog) for f in _grant_logger.filters):
     _grant_logger.addFilter(_DropIssuedTokenLog())
 
 
-class GatewayAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
+class GatewayAuthorizationServer(AuthorizationServer):
     """Authlib's Flask authorization server bound to the gateway's clients and keys."""
 
     def __init__(self, app: Flask, settings: AuthSettings, keys: KeyStore, engine: Engine):
@@ -170,6 +171,7 @@ class GatewayAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         """Self-contained JWTs are not stored: verification needs no database."""
 
     def authenticate_client(self, request: Any, methods: Any, endpoint: str = "token") -> Any:
+        """Authlib's client authentication, with one uniform failure answer."""
         try:
             return super().authenticate_client(request, methods, endpoint)
         except InvalidClientError as error:
@@ -180,6 +182,7 @@ class GatewayAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             raise
 
     def validate_requested_scope(self, scope: str | None) -> None:
+        """Refuse scopes the gateway does not know (``invalid_scope``)."""
         # SCOPES can grow after start (plugins); read it at request time.
         bad = unknown_scopes(parse_scopes(scope))
         if bad:
@@ -204,14 +207,14 @@ oauth_bp = Blueprint("oauth", __name__)
 
 
 def _service() -> AuthService:
-    return gateway_state().extras["auth"]  # type: ignore[no-any-return]
+    return gateway_state().extras["auth"]
 
 
 @oauth_bp.post("/oauth/token")
 def token() -> Response:
     """RFC 6749 token endpoint (client-credentials grant)."""
     try:
-        return _service().server.create_token_response()  # type: ignore[no-any-return]
+        return _service().server.create_token_response()
     except InsecureTransportError:
         # Behind a TLS-terminating proxy, apply werkzeug's ProxyFix so request.url is https.
         return json_response(
