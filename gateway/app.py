@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway import auth, db, logs
 from gateway.api import decisions as decisions_api
@@ -55,6 +56,9 @@ def create_app(
     settings, instance, engine = state.config, state.instance_path, state.engine
     app = Flask("gateway", instance_path=str(instance))
     app.config["MAX_CONTENT_LENGTH"] = settings["server"]["max_body_bytes"]
+    proxies = settings["server"].get("trusted_proxies", 0)
+    if proxies:  # behind TLS-terminating proxies: trust their X-Forwarded-* headers
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]
     app.extensions["loangate"] = state
 
     pm = make_plugin_manager(plugins)

@@ -125,32 +125,6 @@ def models_list(name: str | None) -> None:
         click.echo(f"{info.name}\tv{info.version}\t{info.kind}\t{info.stage}\t{info.sha256[:12]}")
 
 
-# --- clients ------------------------------------------------------------------
-
-
-@main.group()
-def clients() -> None:
-    """OAuth clients of the gateway."""
-
-
-@clients.command("create")
-@click.option("--name", required=True, help="a human-readable name")
-@click.option("--scopes", required=True, help="space- or comma-separated scopes")
-def clients_create(name: str, scopes: str) -> None:
-    """Create a client; its secret is printed once and stored only hashed."""
-    from gateway.auth.clients import create_client
-
-    state = _state()
-    wanted = [s for s in scopes.replace(",", " ").split() if s]
-    try:
-        client_id, secret = create_client(state.engine, name, wanted)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"client_id:     {client_id}")
-    click.echo(f"client_secret: {secret}")
-    click.echo("Store the secret now: it cannot be shown again.", err=True)
-
-
 # --- plugins ------------------------------------------------------------------
 
 
@@ -240,6 +214,15 @@ def serve(bind: str | None, workers: int | None, demo: bool) -> None:
     sys.stdout.flush()
     os.execve(sys.executable, args, env)
 
+
+def _add_auth_commands() -> None:
+    from gateway.auth.cli import make_commands
+
+    for command in make_commands(_state):
+        main.add_command(command)
+
+
+_add_auth_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

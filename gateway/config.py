@@ -51,6 +51,7 @@ GATEWAY_SCHEMA: dict[str, Any] = {
                 "bind": {"type": "string"},
                 "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
                 "graceful_timeout_seconds": {"type": "number", "minimum": 0},
+                "trusted_proxies": {"type": "integer", "minimum": 0, "maximum": 5},
             },
         },
         "database": {
