@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check gateway adapters plugins tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy
+	$(BIN)/mypy gateway adapters plugins bench
 
 test: $(STAMP) services lint typecheck
 	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)

@@ -19,22 +19,10 @@ import orjson
 from gateway.components import Adapter, Inbound
 from gateway.errors import FieldError, bad_request, validation_failed
 from gateway.hookspecs import hookimpl
+from gateway.idempotency import idempotency_key
 
 TOP_LEVEL = {"application_id", "applicant"}
 MAX_ID_LENGTH = 200
-
-
-def idempotency_key(headers: Mapping[str, str]) -> str | None:
-    """The ``Idempotency-Key`` header, if present and well-formed (else a 400)."""
-    key = headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not key or len(key) > MAX_ID_LENGTH or not key.isprintable():
-        raise bad_request(
-            f"Idempotency-Key must be 1 to {MAX_ID_LENGTH} printable characters",
-            (FieldError("/headers/Idempotency-Key", "format", "invalid idempotency key"),),
-        )
-    return key
 
 
 class RestAdapter(Adapter):

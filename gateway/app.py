@@ -14,18 +14,25 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway import auth, db, logs
 from gateway.api import decisions as decisions_api
+from gateway.api import notices as notices_api
 from gateway.api import openapi as openapi_api
 from gateway.api import ops as ops_api
+from gateway.api import outcomes as outcomes_api
+from gateway.api import reviews as reviews_api
 from gateway.components import Services
 from gateway.config import PROJECT_ROOT, load_config
-from gateway.decision_log import DecisionLog
+from gateway.decision_log import DecisionLog, LogUnavailable
 from gateway.decisions import DecisionService
-from gateway.errors import Problem
+from gateway.errors import Problem, log_unavailable
 from gateway.events import EventDispatcher
 from gateway.http import problem_response
+from gateway.notices import NoticeRenderer
+from gateway.outbound.connections import build_connections
+from gateway.outcomes import OutcomeLog
 from gateway.pipeline import build_pipelines
 from gateway.plugin_manager import collect_components, describe_plugins, make_plugin_manager
 from gateway.registry import ModelRegistry
+from gateway.reviews import ReviewLog
 from gateway.state import GatewayState
 
 log = structlog.get_logger(__name__)
@@ -64,26 +71,42 @@ def create_app(
     pm = make_plugin_manager(plugins)
     catalog = collect_components(pm)
     registry = ModelRegistry(engine, models_dir(state))
-    services = Services(config_dir=state.config_dir, instance_path=instance, registry=registry)
+    connections = build_connections(settings.get("connections") or {}, state.config_dir)
+    services = Services(
+        config_dir=state.config_dir,
+        instance_path=instance,
+        registry=registry,
+        connections=connections,
+    )
     pipelines = build_pipelines(settings, catalog, services)
     decision_log = DecisionLog(engine)
     dbs = settings["database"]
-    events = EventDispatcher(pm, **settings["events"])
+    events = EventDispatcher(pm, **settings["events"], app=app)
     state.extras.update(
         plugin_manager=pm,
         plugins=describe_plugins(pm, catalog),
         registry=registry,
+        connections=connections,
         pipelines=pipelines,
         decision_log=decision_log,
         events=events,
         decisions=DecisionService(pipelines, decision_log, events, dbs["retry_after_seconds"]),
+        reviews=ReviewLog(engine),
+        outcomes=OutcomeLog(engine),
+        notices=NoticeRenderer(settings.get("notices"), state.config_dir),
     )
 
     logs.init_app(app)
     auth.init_app(app)
     app.register_blueprint(ops_api.bp)
     app.register_blueprint(decisions_api.bp)
+    app.register_blueprint(reviews_api.bp)
+    app.register_blueprint(outcomes_api.bp)
+    app.register_blueprint(notices_api.bp)
     app.register_blueprint(openapi_api.bp)
+    for blueprints in pm.hook.register_blueprints():
+        for blueprint in blueprints or ():
+            app.register_blueprint(blueprint)
     _register_error_handlers(app)
     log.info("gateway_ready", pipelines=sorted(pipelines), plugins=len(state.extras["plugins"]))
     return app
@@ -139,6 +162,11 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Problem)
     def _problem(problem: Problem) -> Response:
         return problem_response(problem)
+
+    @app.errorhandler(LogUnavailable)
+    def _log_unavailable(_exc: LogUnavailable) -> Response:
+        retry = app.extensions["loangate"].config["database"]["retry_after_seconds"]
+        return problem_response(log_unavailable(retry))
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

@@ -17,6 +17,10 @@ import click
 from gateway.errors import ConfigError
 
 DEMO_CLIENT_FILE = "demo-client.json"
+#: Model kinds ``models train --kind`` offers (the trainers of :mod:`gateway.training`).
+MODEL_KINDS = ("logistic", "scorecard", "hgb")
+#: Extra demo models, one per other kind, for the commented pipelines of gateway.yaml.
+DEMO_KIND_MODELS = {"german-credit-scorecard": "scorecard", "german-credit-hgb": "hgb"}
 DEMO_SCOPES = ("decisions:create", "decisions:read", "models:admin")
 
 
@@ -63,7 +67,13 @@ def models() -> None:
 
 @models.command("train")
 @click.option("--name", default="german-credit", show_default=True, help="registered model name")
-@click.option("--kind", type=click.Choice(["logistic"]), default="logistic", show_default=True)
+@click.option(
+    "--kind",
+    type=click.Choice(MODEL_KINDS),
+    default="logistic",
+    show_default=True,
+    help="logistic regression, WoE scorecard with points, or gradient-boosted trees",
+)
 @click.option(
     "--stage",
     default="champion",
@@ -77,13 +87,37 @@ def models() -> None:
     help="training CSV (default: the bundled German credit data)",
 )
 @click.option("--if-missing", is_flag=True, help="do nothing when a champion of NAME exists")
-def models_train(name: str, kind: str, stage: str, data: Path | None, if_missing: bool) -> None:
+@click.option(
+    "--reason-codes",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="reason-code table the version carries (default: config/reason_codes/german-credit.yaml)",
+)
+def models_train(
+    name: str,
+    kind: str,
+    stage: str,
+    data: Path | None,
+    if_missing: bool,
+    reason_codes: Path | None,
+) -> None:
     """Train a model on the German credit data and register it as a new version."""
-    click.echo(train_model(_state(), name, kind, stage, data, if_missing))
+    from gateway.reason_codes import ProtectedReason
+
+    try:
+        click.echo(train_model(_state(), name, kind, stage, data, if_missing, reason_codes))
+    except (ProtectedReason, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def train_model(
-    state: Any, name: str, kind: str, stage: str, data: Path | None, if_missing: bool
+    state: Any,
+    name: str,
+    kind: str,
+    stage: str,
+    data: Path | None,
+    if_missing: bool,
+    reason_codes: Path | None = None,
 ) -> str:
     """Train and register a version (or not, with ``if_missing`` and a champion in place)."""
     from gateway.app import models_dir
@@ -104,12 +138,14 @@ def train_model(
         stage=stage,
         data_path=data,
         created_by=os.environ.get("USER", "cli"),
+        reason_codes=reason_codes,
     )
     metrics = info.metadata.get("metrics", {})
+    table = info.metadata.get("reason_codes", {}).get("label", "-")
     return (
         f"registered {info.name} v{info.version} ({info.kind}, stage {info.stage}) "
         f"sha256 {info.sha256[:12]} auc {metrics.get('auc', float('nan')):.3f} "
-        f"brier {metrics.get('brier', float('nan')):.3f}"
+        f"brier {metrics.get('brier', float('nan')):.3f} reason codes {table}"
     )
 
 
@@ -180,6 +216,8 @@ def serve(bind: str | None, workers: int | None, demo: bool) -> None:
     bind = bind or state.config["server"].get("bind", "127.0.0.1:8000")
     if demo:
         click.echo(train_model(state, "german-credit", "logistic", "champion", None, True))
+        for model_name, model_kind in DEMO_KIND_MODELS.items():
+            click.echo(train_model(state, model_name, model_kind, "champion", None, True))
         creds = ensure_demo_client(state)
         base = f"http://{bind}"
         click.echo(
@@ -222,7 +260,22 @@ def _add_auth_commands() -> None:
         main.add_command(command)
 
 
+def _add_plugin_commands() -> None:
+    """Commands contributed by plugins (``register_commands``); a broken plugin is reported."""
+    from gateway.plugin_manager import make_plugin_manager
+
+    try:
+        pm = make_plugin_manager()
+    except Exception as exc:  # the CLI must still start to let an operator fix things
+        click.echo(f"warning: plugins not loaded: {exc}", err=True)
+        return
+    for commands in pm.hook.register_commands():
+        for command in commands or ():
+            main.add_command(command)
+
+
 _add_auth_commands()
+_add_plugin_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

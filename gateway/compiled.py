@@ -18,9 +18,9 @@ columns: ``contribution_f = sum_{j in f} w_j * (x_j - m_j)`` and
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
@@ -43,10 +43,21 @@ class FeatureMissing(ValueError):
 
 
 class FastModel(Protocol):
-    """What a scorer needs of a compiled model (any kind)."""
+    """What a scorer and an explainer need of a compiled model (any kind).
+
+    ``explain`` returns ``(base_value, contributions)`` in log-odds, one contribution
+    per caller field, with ``base_value + sum(contributions) == logit(features)``;
+    ``explanation_method`` names how (``linear-exact``, ``scorecard-points``,
+    ``tree-shap``).
+    """
 
     @property
     def fields(self) -> tuple[str, ...]: ...
+
+    @property
+    def explanation_method(self) -> str: ...
+
+    def explain(self, features: Mapping[str, Any]) -> tuple[float, dict[str, float]]: ...
 
     def logit(self, features: Mapping[str, Any]) -> float: ...
 
@@ -85,6 +96,8 @@ class CategoricalTerm:
 @dataclass(frozen=True)
 class CompiledLinearModel:
     """A fitted linear-logistic pipeline as per-field lookups (see module docstring)."""
+
+    explanation_method: ClassVar[str] = "linear-exact"
 
     intercept: float
     numeric: tuple[NumericTerm, ...]
@@ -254,5 +267,13 @@ def _caller_order(metadata: Mapping[str, Any], encoded_order: list[str]) -> list
     return declared if sorted(declared) == sorted(encoded_order) else encoded_order
 
 
+# The other kinds' compilers build on the helpers above, so they are imported last.
+from gateway.compiled_scorecard import compile_scorecard  # noqa: E402
+from gateway.compiled_trees import compile_hgb  # noqa: E402
+
 #: model kind -> compiler.
-COMPILERS = {"logistic": compile_logistic}
+COMPILERS: dict[str, Callable[[Any, Mapping[str, Any]], FastModel]] = {
+    "logistic": compile_logistic,
+    "scorecard": compile_scorecard,
+    "hgb": compile_hgb,
+}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from gateway.context import DecisionContext
 
 if TYPE_CHECKING:
+    from gateway.outbound.connections import Connections
     from gateway.registry import ModelRegistry
 
 EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {}}
@@ -26,12 +27,14 @@ class Services:
     """What the gateway lends components when they are built.
 
     ``config_dir`` resolves relative file names in component settings;
-    ``registry`` loads registered model versions.
+    ``registry`` loads registered model versions; ``connections`` holds the named
+    outgoing connections (``connections.get("core-banking")``).
     """
 
     config_dir: Path
     instance_path: Path
     registry: ModelRegistry
+    connections: Connections | None = None
 
     def resolve(self, name: str | Path) -> Path:
         """A path from a component setting, relative to the config folder."""
@@ -130,11 +133,19 @@ class Scorer(Component):
         """The caller fields its model reads (checked against protected fields at start)."""
         return frozenset()
 
+    def model_kind(self) -> str | None:
+        """The kind of model it scores with (``logistic``, ``scorecard``, ``hgb``), if any."""
+        return None
+
 
 class Explainer(Component):
     """Sets ``ctx.explanation`` so that base value + contributions = score logit."""
 
     kind = "explainer"
+
+    def check_scorer(self, scorer: Scorer) -> None:
+        """Raise :class:`~gateway.errors.ConfigError` at start if it cannot explain
+        ``scorer``'s model (e.g. a linear explainer after a tree model)."""
 
     def explain(self, ctx: DecisionContext) -> DecisionContext:
         raise NotImplementedError
@@ -148,6 +159,14 @@ class Policy(Component):
     def reason_fields(self) -> frozenset[str]:
         """Fields it may name as reasons (checked against protected fields at start)."""
         return frozenset()
+
+    def check_input_schema(self, schema: Mapping[str, Any]) -> None:
+        """Check its settings against the pipeline's input JSON Schema, once at start.
+
+        Raise :class:`~gateway.errors.ConfigError` naming the key (e.g. a hard rule on
+        a field the application does not have). Not called when no validator declares
+        a schema.
+        """
 
     def decide(self, ctx: DecisionContext) -> DecisionContext:
         raise NotImplementedError

@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from gateway.errors import ConfigError
+from gateway.outbound.schema import CONNECTIONS_SCHEMA
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "gateway.yaml"
@@ -35,7 +36,6 @@ _component: dict[str, Any] = {
 }
 _enricher = copy.deepcopy(_component)
 _enricher["properties"]["on_error"] = {"enum": ["fail", "skip", "refer"]}
-_enricher["properties"]["timeout_ms"] = {"type": "number", "exclusiveMinimum": 0}
 
 GATEWAY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -75,6 +75,8 @@ GATEWAY_SCHEMA: dict[str, Any] = {
             "properties": {"dir": {"type": ["string", "null"]}},
         },
         "auth": {"type": "object"},  # checked in detail by gateway.auth
+        "notices": {"type": "object"},  # checked in detail by gateway.notices
+        "connections": CONNECTIONS_SCHEMA,  # named outgoing connections (gateway.outbound)
         "events": {
             "type": "object",
             "additionalProperties": False,

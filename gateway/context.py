@@ -77,6 +77,8 @@ class Explanation:
     contributions: Mapping[str, float]
     output: float
     method: str
+    #: Contributing fields that were imputed (missing in the request): never a reason alone.
+    imputed: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +86,7 @@ class Explanation:
             "base_value": self.base_value,
             "output": self.output,
             "contributions": dict(self.contributions),
+            "imputed": list(self.imputed),
         }
 
 
@@ -115,6 +118,8 @@ class PolicyDecision:
     version: str
     thresholds: Mapping[str, float]
     reason_table_version: str | None = None
+    #: Hard rules that fired (code, field, operator, value, action, imputed).
+    rule_hits: tuple[Mapping[str, Any], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +127,7 @@ class PolicyDecision:
             "version": self.version,
             "thresholds": dict(self.thresholds),
             "reason_table_version": self.reason_table_version,
+            "rule_hits": [dict(hit) for hit in self.rule_hits],
         }
 
 

@@ -52,7 +52,7 @@ def alembic_config(engine: Engine) -> AlembicConfig:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
     """Bring the schema up to ``revision`` (Alembic)."""
     command.upgrade(alembic_config(engine), revision)
 

@@ -17,7 +17,7 @@ import orjson
 from sqlalchemy import Engine, Table, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
-from gateway.tables import Decision
+from gateway.tables import Decision, Review
 
 decisions: Table = Decision.__table__  # type: ignore[assignment]
 
@@ -56,6 +56,8 @@ class DecisionQuery:
     model_version: int | None = None
     client_id: str | None = None
     application_id: str | None = None
+    #: True: only decisions with a human review; False: only those without one.
+    reviewed: bool | None = None
     cursor: str | None = None
     limit: int = 50
 
@@ -146,6 +148,9 @@ class DecisionLog:
         ):
             if value is not None:
                 conditions.append(column == value)
+        if q.reviewed is not None:
+            has_review = select(Review.decision_id).where(Review.decision_id == c.id).exists()
+            conditions.append(has_review if q.reviewed else ~has_review)
         if q.cursor is not None:
             conditions.append(c.id < decode_cursor(q.cursor))
         stmt = select(c.id, c.document).where(*conditions).order_by(c.id.desc()).limit(q.limit + 1)
@@ -159,10 +164,10 @@ class DecisionLog:
         return [row.document.encode() for row in page], next_cursor
 
     def ping(self) -> bool:
-        """True if the database answers."""
+        """True if the database answers and holds the decision log's table."""
         try:
             with self.engine.connect() as conn:
-                conn.execute(select(1))
+                conn.execute(select(decisions.c.id).limit(0))
             return True
         except (DBAPIError, SQLAlchemyError, OSError):
             return False

@@ -8,7 +8,7 @@ hands back what the caller is to be answered; events follow off the response pat
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,8 @@ from gateway.decision_log import (
     StoredDecision,
 )
 from gateway.errors import FieldError, Problem, log_unavailable, not_found, validation_failed
-from gateway.events import EventDispatcher
+from gateway.events import EventDispatcher, Serialized
+from gateway.idempotency import idempotency_key
 from gateway.pipeline import Pipeline, StageFailed
 from gateway.record import build_document, row_for
 
@@ -88,18 +89,26 @@ class DecisionService:
         headers: Mapping[str, str],
         client_id: str,
         request_id: str,
+        decoder: Callable[[], Inbound] | None = None,
     ) -> Result:
-        """Decide one request; raises a :class:`Problem` only when nothing was logged."""
+        """Decide one request; raises a :class:`Problem` only when nothing was logged.
+
+        ``decoder`` replaces ``adapter.decode(body, headers)`` for an adapter that has already
+        parsed the request (SOAP reads its envelope for authentication first); ``body`` is
+        then what identifies the request for idempotency.
+        """
         pipeline = self.pipeline(pipeline_name, adapter_name)
         adapter = pipeline.adapters[adapter_name]
-        request_hash = hashlib.sha256(body).hexdigest()
+        # The pipeline is part of the request: the same key and body sent to another
+        # pipeline is another request (409), not a replay.
+        request_hash = hashlib.sha256(pipeline.name.encode() + b"\n" + body).hexdigest()
         received_at = datetime.now(UTC)
         problem: Problem | None = None
         try:
-            inbound = adapter.decode(body, headers)
+            inbound = decoder() if decoder else adapter.decode(body, headers)
         except Problem as exc:
             problem = exc
-            inbound = Inbound(fields={}, idempotency_key=headers.get("Idempotency-Key"))
+            inbound = Inbound(fields={}, idempotency_key=_header_key(headers))
         key = inbound.idempotency_key
         if key is not None:
             replay = self._replay(client_id, key, request_hash)
@@ -127,9 +136,9 @@ class DecisionService:
         if problem is None and ctx.errors:
             problem = validation_failed(ctx.errors)
         document = build_document(ctx, problem)
-        payload = orjson.dumps(document).decode()
+        payload = orjson.dumps(document)
         try:
-            self.log.append(row_for(document, request_hash, payload))
+            self.log.append(row_for(document, request_hash, payload.decode()))
         except DuplicateIdempotencyKey:
             # A concurrent retry with the same key won the race: answer with its record.
             replay = self._replay(client_id, key or "", request_hash)
@@ -139,7 +148,7 @@ class DecisionService:
         except LogUnavailable as exc:
             log.error("decision_log_unavailable", error=str(exc), pipeline=pipeline.name)
             raise log_unavailable(self.retry_after) from None
-        self.events.emit("decision_logged", record=document)
+        self.events.emit("decision_logged", record=Serialized(payload))
         if problem is not None:
             problem.extra["decision_id"] = ctx.decision_id
         return Result(document["status_code"], document, problem)
@@ -165,3 +174,11 @@ class DecisionService:
                 extra={"decision_id": document["decision_id"]},
             )
         return Result(stored.status_code, document, problem, replayed=True)
+
+
+def _header_key(headers: Mapping[str, str]) -> str | None:
+    """The ``Idempotency-Key`` header if well-formed, for a request that failed to decode."""
+    try:
+        return idempotency_key(headers)
+    except Problem:
+        return None

@@ -13,17 +13,30 @@ import threading
 from time import perf_counter
 from typing import Any
 
+import orjson
 import pluggy
 import structlog
+from flask import Flask
 
 log = structlog.get_logger(__name__)
+
+
+class Serialized(bytes):
+    """A JSON payload handed to event hooks as a freshly parsed copy per plugin."""
 
 
 class EventDispatcher:
     """Delivers hook calls asynchronously within a bounded queue."""
 
-    def __init__(self, pm: pluggy.PluginManager, queue_size: int = 1000, budget_ms: float = 200):
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        queue_size: int = 1000,
+        budget_ms: float = 200,
+        app: Flask | None = None,
+    ):
         self.pm = pm
+        self.app = app
         self.budget_ms = budget_ms
         self.queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue(queue_size)
         self.dropped = 0
@@ -63,10 +76,18 @@ class EventDispatcher:
             if item is None:
                 return
             hook_name, kwargs = item
+            if self.app is not None:
+                kwargs.setdefault("app", self.app)
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 started = perf_counter()
                 try:
-                    args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
+                    # Each plugin gets its own copy of a serialised record, parsed here,
+                    # off the response path.
+                    args = {
+                        k: orjson.loads(bytes(v)) if isinstance(v, Serialized) else v
+                        for k, v in kwargs.items()
+                        if k in impl.argnames
+                    }
                     impl.function(**args)
                 except Exception as exc:
                     log.error(

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from flask import Flask
+    import click
+    from flask import Blueprint, Flask
 
     from gateway.components import (
         Adapter,
@@ -85,13 +86,45 @@ def register_policies() -> list[type[Policy]]:  # type: ignore[empty-body]
 
 
 @hookspec
+def register_blueprints() -> list[Blueprint]:  # type: ignore[empty-body]
+    """Contribute Flask blueprints (routes) to the gateway, e.g. an adapter's endpoint.
+
+    Called once when the app is built; return a list of blueprints. Protect their
+    routes with :func:`gateway.auth.require_scopes` and raise
+    :class:`gateway.errors.Problem` for errors, like the gateway's own routes.
+
+    Example::
+
+        @hookimpl
+        def register_blueprints():
+            return [telex_bp]
+    """
+
+
+@hookspec
+def register_commands() -> list[click.Command]:  # type: ignore[empty-body]
+    """Contribute commands to the ``loangate`` command line.
+
+    Called once when the CLI starts; return a list of click commands or groups.
+
+    Example::
+
+        @hookimpl
+        def register_commands():
+            return [reconcile]
+    """
+
+
+@hookspec
 def decision_logged(record: dict[str, Any], app: Flask) -> None:
     """Called after a decision record was durably committed.
 
-    ``record`` is the decision document exactly as logged (a read-only copy: changing
-    it changes nothing). Runs on a background thread, never on the response path; an
-    exception is logged and swallowed, and a call that overruns the event budget is
-    dropped from the queue rather than delaying decisions. Return value is ignored.
+    ``record`` is the decision document exactly as logged, parsed afresh for each
+    plugin (changing it changes nothing); ``app`` is the gateway's Flask app. Runs on a
+    background thread of the worker, never on the response path: an exception is logged
+    and swallowed, a call longer than ``events.budget_ms`` is reported as slow, and when
+    ``events.queue_size`` events are already waiting new ones are dropped (and counted)
+    rather than delaying decisions. Return value is ignored.
 
     Example::
 

@@ -27,7 +27,7 @@ from gateway.components import (
 )
 from gateway.config import validate
 from gateway.context import DecisionContext, StageRecord
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, Problem
 from gateway.plugin_manager import ComponentEntry
 
 log = structlog.get_logger(__name__)
@@ -77,6 +77,8 @@ class Pipeline:
             note = None
             try:
                 ctx = stage.run(ctx)
+            except Problem:
+                raise  # a stage refusing the request outright: the caller's error, not ours
             except Exception as exc:
                 if stage.on_error == "fail":
                     log.error("stage_failed", stage=stage.label, error=type(exc).__name__)
@@ -164,6 +166,10 @@ def build_pipeline(
     stages.append(Stage("scorer", scorer, scorer.score))
     for i, item in enumerate(spec.get("explainers", ())):
         x: Explainer = _build(f"{where}.explainers.{i}", "explainer", item, catalog, services)  # type: ignore[assignment]
+        try:
+            x.check_scorer(scorer)  # a mismatched explainer refuses to start, not per request
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.explainers.{i} (explainer {x.name}): {exc}") from exc
         stages.append(Stage("explainer", x, x.explain))
     policy: Policy = _build(f"{where}.policy", "policy", spec["policy"], catalog, services)  # type: ignore[assignment]
     stages.append(Stage("policy", policy, policy.decide))
@@ -176,6 +182,12 @@ def build_pipeline(
         if fields & protected:
             names = ", ".join(sorted(fields & protected))
             raise ConfigError(f"{where}: the {what} uses protected attribute(s): {names}")
+    input_schema = next((s for v in validators if (s := v.input_schema()) is not None), None)
+    if input_schema is not None:
+        try:
+            policy.check_input_schema(input_schema)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.policy.config.{exc}") from exc
 
     return Pipeline(
         name=name,

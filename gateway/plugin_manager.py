@@ -59,7 +59,10 @@ def make_plugin_manager(
     if environ.get(AUTOLOAD_SWITCH, "").lower() not in {"1", "true", "yes"}:
         pm.load_setuptools_entrypoints(GROUP)
     for plugin in extra_plugins:
-        pm.register(plugin)
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        if pm.get_plugin(name) is not None:
+            name = f"{name}-{id(plugin):x}"
+        pm.register(plugin, name=name)
     pm.check_pending()
     return pm
 

@@ -7,8 +7,11 @@ to a caller is the document without the inputs (:func:`caller_view`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from gateway.context import DecisionContext
 from gateway.errors import Problem
@@ -93,3 +96,15 @@ def caller_view(document: dict[str, Any]) -> dict[str, Any]:
     view = {k: v for k, v in document.items() if k not in INPUT_MEMBERS}
     view["links"] = {"self": f"/v1/decisions/{document['decision_id']}"}
     return view
+
+
+def auditor_view(payload: bytes, linked: Mapping[str, Any]) -> bytes:
+    """The stored document ``payload`` with ``linked`` records as extra members.
+
+    Records made after the decision (its human review, its loan outcome) are joined at
+    read time: the stored bytes are spliced, never parsed, changed or re-serialised.
+    """
+    extra = b"".join(
+        b',"' + name.encode() + b'":' + orjson.dumps(value) for name, value in linked.items()
+    )
+    return payload[: payload.rindex(b"}")] + extra + b"}"

@@ -34,15 +34,24 @@ from sqlalchemy.orm import Session
 
 from gateway.compiled import COMPILERS, FastModel
 from gateway.context import ModelRef
+from gateway.reason_codes import check_model_metadata
 from gateway.tables import ModelVersion
 
 STAGES: tuple[str, ...] = ("candidate", "challenger", "champion", "archived")
 
 #: Types an artifact may contain beyond skops's own safe defaults. Whatever else
 #: ``skops.io.get_untrusted_types`` reports makes the artifact refused.
+#:
+#: The ``hgb`` kind adds three. ``TreePredictor`` only holds its node and bitset
+#: arrays (skops restores its attributes; nothing runs on load). A
+#: ``HistGradientBoostingClassifier`` with categorical features validates numbers
+#: through ``FunctionTransformer(functools.partial(check_array, ...))``: skops rebuilds a
+#: ``partial`` only around a function that is itself trusted, and the one trusted
+#: function, ``check_array``, validates an array and returns it.
 TRUSTED_TYPES: frozenset[str] = frozenset(
     {
         "builtins.slice",
+        "functools.partial",
         "numpy.dtype",
         "numpy.ndarray",
         "numpy.float64",
@@ -50,11 +59,13 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
         "numpy.str_",
         "numpy.random.mtrand.RandomState",
         "sklearn.compose._column_transformer.ColumnTransformer",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "sklearn.linear_model._logistic.LogisticRegression",
         "sklearn.pipeline.Pipeline",
         "sklearn.preprocessing._data.StandardScaler",
         "sklearn.preprocessing._encoders.OneHotEncoder",
         "sklearn.utils._bunch.Bunch",
+        "sklearn.utils.validation.check_array",
     }
 )
 
@@ -152,6 +163,7 @@ class ModelRegistry:
         """Store ``estimator`` as the next version of ``name`` and return its record."""
         _check_stage(stage)
         _check_name(name)
+        check_model_metadata(metadata)  # a reason-code table naming a protected field is refused
         metadata_json = json.dumps(metadata, sort_keys=True, default=_json_default)
         data = _dump(estimator)
         sha256 = hashlib.sha256(data).hexdigest()

@@ -6,11 +6,14 @@ the latest migration describe the same schema, which a test checks.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
+    CheckConstraint,
+    Date,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -47,7 +50,7 @@ class Decision(Base):
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     pipeline: Mapped[str] = mapped_column(String(100))
     adapter: Mapped[str] = mapped_column(String(40))
-    client_id: Mapped[str] = mapped_column(String(100))
+    client_id: Mapped[str] = mapped_column(String(255))  # external IdP subjects can be long
     application_id: Mapped[str | None] = mapped_column(String(200))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str] = mapped_column(String(64))
@@ -101,3 +104,75 @@ class ModelVersion(Base):
     created_by: Mapped[str] = mapped_column(String(200))
 
     __table_args__ = (UniqueConstraint("name", "version"),)
+
+
+class Review(Base):
+    """A human review of a referred decision: a record linked to it, never a change to it.
+
+    One per decision (``decision_id`` is unique); ``reviewer`` is the reviewing client
+    (the token's subject).
+    """
+
+    __tablename__ = "reviews"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"))
+    reviewer: Mapped[str] = mapped_column(String(255))
+    final_outcome: Mapped[str] = mapped_column(String(10))
+    justification: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("decision_id"),
+        CheckConstraint("final_outcome IN ('approve', 'decline')", name="final_outcome"),
+    )
+
+
+class ReviewReason(Base):
+    """The reason codes of a reviewed decision, indexed at review time for the report."""
+
+    __tablename__ = "review_reasons"
+
+    review_id: Mapped[str] = mapped_column(ForeignKey("reviews.id"), primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+    __table_args__ = (Index(None, "code"),)
+
+
+class LoanOutcome(Base):
+    """How a granted loan turned out (repaid or defaulted, and when): one per decision."""
+
+    __tablename__ = "loan_outcomes"
+
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(10))
+    outcome_date: Mapped[date] = mapped_column(Date)
+    recorded_by: Mapped[str] = mapped_column(String(255))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("status IN ('repaid', 'defaulted')", name="status"),
+        Index(None, "outcome_date"),
+    )
+
+
+class WsseNonce(Base):
+    """A WS-Security UsernameToken nonce seen recently: a replay across every worker fails."""
+
+    __tablename__ = "wsse_nonces"
+
+    client_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    nonce_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index(None, "expires_at"),)
+
+
+class WsseDigestSecret(Base):
+    """A client secret kept encrypted, for clients opted in to WS-Security PasswordDigest."""
+
+    __tablename__ = "wsse_digest_secrets"
+
+    client_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -2,6 +2,9 @@
 # Start the local PostgreSQL the test suite needs, if it is installed and stopped.
 # In CI (CI=true) a PostgreSQL that cannot be reached fails the run.
 set -u
+# pdftotext (poppler-utils) reads the notice PDFs back in the tests.
+command -v pdftotext >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq poppler-utils >/dev/null) \
+  || echo "warning: could not install poppler-utils; the notice PDF tests will be skipped" >&2
 if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   exit 0
 fi

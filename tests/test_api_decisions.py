@@ -208,7 +208,7 @@ def test_log_unavailable_is_503_and_nothing_answered(
 ) -> None:
     state = app.extensions["loangate"]
     with state.engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE decisions"))
+        conn.execute(sa.text("ALTER TABLE decisions RENAME TO decisions_gone"))
     resp = decide(client, scorer_token, body(1))
     assert resp.status_code == 503
     assert resp.headers["Retry-After"] == "2"
@@ -225,3 +225,32 @@ def test_request_id_is_echoed(client: FlaskClient, scorer_token: str) -> None:
         generated.headers["X-Request-ID"] != "bad id; drop"
         and len(generated.headers["X-Request-ID"]) == 32
     )
+
+
+def test_bad_idempotency_keys_are_400_not_stored(
+    app: Flask, client: FlaskClient, scorer_token: str
+) -> None:
+    for key in ("k" * 201, "tab\there"):
+        resp = decide(client, scorer_token, body(1), **{"Idempotency-Key": key})
+        assert resp.status_code == 400
+        assert resp.get_json()["errors"][0]["pointer"] == "/headers/Idempotency-Key"
+    broken = client.post(
+        URL,
+        data=b"{oops",
+        content_type="application/json",
+        headers={**bearer(scorer_token), "Idempotency-Key": "k" * 300},
+    )
+    assert broken.status_code == 400  # malformed body, bad key: logged without the key
+    with app.extensions["loangate"].engine.connect() as conn:
+        keys = conn.execute(sa.text("select idempotency_key from decisions")).scalars().all()
+    assert keys == [None, None, None]  # each refusal is on record, none under a bad key
+
+
+def test_reads_answer_503_when_the_log_is_unavailable(
+    app: Flask, client: FlaskClient, auditor_token: str
+) -> None:
+    with app.extensions["loangate"].engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE decisions RENAME TO decisions_gone"))
+    for path in ("/v1/decisions", "/v1/decisions/01M89JGWCFF86YS25Y2YKCR9QP"):
+        resp = client.get(path, headers=bearer(auditor_token))
+        assert resp.status_code == 503 and resp.headers["Retry-After"] == "2"

@@ -200,7 +200,56 @@ def test_hookspecs_are_documented() -> None:
     from gateway import hookspecs
 
     names = [n for n in dir(hookspecs) if n.startswith(("register_", "decision_"))]
-    assert len(names) == 7
+    assert len(names) == 9
     for name in names:
         doc = textwrap.dedent(getattr(hookspecs, name).__doc__ or "")
         assert "Called" in doc, name
+
+
+def test_plugin_blueprint_is_served_and_problem_from_a_stage_is_answered(
+    db_url: str, tmp_path: Path, trained_model: Any
+) -> None:
+    from flask import Blueprint
+
+    from gateway.components import Validator
+    from gateway.errors import Problem
+
+    bp = Blueprint("telex", __name__)
+
+    @bp.get("/telex/ping")
+    def ping() -> str:
+        return "pong"
+
+    class Gatekeeper(Validator):
+        """Refuses every application outright with its own problem."""
+
+        name = "gatekeeper"
+
+        def validate(self, ctx: Any) -> Any:
+            raise Problem(451, "unavailable", "Unavailable for legal reasons", "embargo")
+
+    class Plugin:
+        @hookimpl
+        def register_blueprints(self) -> list[Blueprint]:
+            return [bp]
+
+        @hookimpl
+        def register_validators(self) -> list[type[Validator]]:
+            return [Gatekeeper]
+
+    register_demo_model(db_url, tmp_path / "models", trained_model)
+    from gateway.config import load_config
+
+    validators = load_config(environ={})[0]["pipelines"]["credit-risk"]["validators"]
+    config = {
+        **gateway_overrides(db_url, tmp_path / "models"),
+        "pipelines": {"credit-risk": {"validators": [{"name": "gatekeeper"}, *validators]}},
+    }
+    app = create_app(config, plugins=[Plugin()], instance_path=tmp_path / "i")
+    client = app.test_client()
+    assert client.get("/telex/ping").data == b"pong"
+    assert "Plugin" in {p["name"] for p in app.extensions["loangate"].extras["plugins"]}
+    token = app.extensions["loangate"].extras["auth"].mint_token("c", ["decisions:create"])
+    resp = client.post("/v1/pipelines/credit-risk/decisions", json=body(1), headers=bearer(token))
+    assert resp.status_code == 451 and resp.get_json()["detail"] == "embargo"
+    assert resp.get_json()["decision_id"]  # the refusal is on record

@@ -7,11 +7,12 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request
 
+from gateway.api.inputs import decision_id_or_404
 from gateway.auth import current_principal, require_scopes
 from gateway.decision_log import DecisionQuery, decode_cursor
 from gateway.errors import FieldError, Problem, bad_request, not_found
 from gateway.http import json_response, problem_response, raw_json_response
-from gateway.record import caller_view
+from gateway.record import auditor_view, caller_view
 from gateway.state import gateway_state
 
 bp = Blueprint("decisions", __name__)
@@ -54,11 +55,19 @@ def create_decision(pipeline: str) -> Response:
 @bp.get("/v1/decisions/<decision_id>")
 @require_scopes("decisions:read")
 def get_decision(decision_id: str) -> Response:
-    """The full logged record of one decision."""
-    stored = gateway_state().extras["decision_log"].get(decision_id)
+    """The full logged record of one decision, with its review and loan outcome beside it."""
+    decision_id_or_404(decision_id)  # e.g. a NUL byte, which PostgreSQL refuses outright
+    state = gateway_state()
+    stored = state.extras["decision_log"].get(decision_id)
     if stored is None:
         raise not_found(f"No decision with id {decision_id!r}.")
-    return raw_json_response(stored.document)
+    review = state.extras["reviews"].get(decision_id)
+    outcome = state.extras["outcomes"].get(decision_id)
+    linked = {
+        "review": review.as_dict() if review else None,
+        "loan_outcome": outcome.as_dict() if outcome else None,
+    }
+    return raw_json_response(auditor_view(stored.document, linked))
 
 
 _QUERY_PARAMS = {
@@ -70,6 +79,7 @@ _QUERY_PARAMS = {
     "model_version",
     "client_id",
     "application_id",
+    "reviewed",
     "cursor",
     "limit",
 }
@@ -105,6 +115,10 @@ def parse_query(args: Any) -> DecisionQuery:
             if not 0 < len(args[name]) <= 200:
                 raise _param_error(name, "must be 1 to 200 characters")
             values[name] = args[name]
+    if "reviewed" in args:
+        if args["reviewed"] not in ("true", "false"):
+            raise _param_error("reviewed", "must be true or false")
+        values["reviewed"] = args["reviewed"] == "true"
     if "outcome" in args:
         if args["outcome"] not in OUTCOMES:
             raise _param_error("outcome", f"must be one of {sorted(OUTCOMES)}")

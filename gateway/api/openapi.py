@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app
 
+from gateway.auth.scopes import SCOPES
 from gateway.http import json_response
 from gateway.state import gateway_state
 
@@ -119,18 +120,42 @@ SCHEMAS: dict[str, Any] = {
                     "base_value": {"type": "number"},
                     "output": {"type": "number", "description": "log-odds of default"},
                     "contributions": {"type": "object", "additionalProperties": {"type": "number"}},
+                    "imputed": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "contributing fields imputed (missing in the request)",
+                    },
                 },
             },
             "imputations": {"type": "array", "items": {"type": "object"}},
             "enrichments": {"type": "array", "items": {"type": "object"}},
             "errors": {"type": "array", "items": {"type": "object"}},
             "timings_ms": {"type": "object", "additionalProperties": {"type": "number"}},
+            "stage_notes": {"type": "object", "additionalProperties": {"type": "string"}},
+            "referral_notes": {"type": "array", "items": {"type": "string"}},
+            "error": {
+                "type": ["object", "null"],
+                "description": "for rejections and errors: the problem answered",
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "detail": {"type": "string"},
+                },
+            },
             "application": {"type": "object", "description": "as received (audit reads only)"},
             "features": {
                 "type": "object",
                 "description": "as validated and enriched (audit reads only)",
             },
             "links": {"type": "object"},
+            "review": {
+                "description": "audit reads: the human review, joined at read time",
+                "oneOf": [{"$ref": "#/components/schemas/Review"}, {"type": "null"}],
+            },
+            "loan_outcome": {
+                "description": "audit reads: how the loan turned out, joined at read time",
+                "oneOf": [{"$ref": "#/components/schemas/LoanOutcome"}, {"type": "null"}],
+            },
         },
     },
     "DecisionPage": {
@@ -139,6 +164,115 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/Decision"}},
             "next_cursor": NULLABLE_STR,
+        },
+    },
+    "Review": {
+        "type": "object",
+        "description": "a reviewer's final outcome for a referred decision (a linked record)",
+        "required": [
+            "review_id",
+            "decision_id",
+            "model_outcome",
+            "final_outcome",
+            "reviewer",
+            "justification",
+            "reviewed_at",
+        ],
+        "properties": {
+            "review_id": {"type": "string"},
+            "decision_id": {"type": "string"},
+            "model_outcome": {"const": "refer"},
+            "final_outcome": {"enum": ["approve", "decline"]},
+            "reviewer": {"type": "string", "description": "client id of the reviewer's token"},
+            "justification": {"type": "string", "minLength": 1, "maxLength": 4000},
+            "reviewed_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "ReviewRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["final_outcome", "justification"],
+        "properties": {
+            "final_outcome": {"enum": ["approve", "decline"]},
+            "justification": {"type": "string", "minLength": 1, "maxLength": 4000},
+        },
+    },
+    "ReviewPage": {
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "properties": {
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["decision", "review"],
+                    "properties": {
+                        "decision": {"$ref": "#/components/schemas/Decision"},
+                        "review": {
+                            "oneOf": [{"$ref": "#/components/schemas/Review"}, {"type": "null"}]
+                        },
+                    },
+                },
+            },
+            "next_cursor": NULLABLE_STR,
+        },
+    },
+    "ReviewReport": {
+        "type": "object",
+        "required": ["reason_codes", "totals"],
+        "properties": {
+            "reason_codes": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/OverrideRate"},
+            },
+            "totals": {
+                "allOf": [{"$ref": "#/components/schemas/OverrideRate"}],
+                "properties": {"pending": {"type": "integer"}},
+            },
+        },
+    },
+    "OverrideRate": {
+        "type": "object",
+        "required": ["reviewed", "approved", "declined", "override_rate"],
+        "properties": {
+            "code": {"type": "string"},
+            "reviewed": {"type": "integer"},
+            "approved": {"type": "integer"},
+            "declined": {"type": "integer"},
+            "override_rate": {
+                "type": ["number", "null"],
+                "description": "approved / reviewed: how often reviewers overturned a referral",
+            },
+        },
+    },
+    "LoanOutcome": {
+        "type": "object",
+        "required": ["decision_id", "status", "date", "recorded_by", "recorded_at"],
+        "properties": {
+            "decision_id": {"type": "string"},
+            "status": {"enum": ["repaid", "defaulted"]},
+            "date": {"type": "string", "format": "date"},
+            "recorded_by": {"type": "string"},
+            "recorded_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "OutcomeRow": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["decision_id", "status", "date"],
+        "properties": {
+            "decision_id": {"type": "string"},
+            "status": {"enum": ["repaid", "defaulted"]},
+            "date": {"type": "string", "format": "date"},
+        },
+    },
+    "OutcomeBatchResult": {
+        "type": "object",
+        "required": ["rows", "recorded", "unchanged"],
+        "properties": {
+            "rows": {"type": "integer"},
+            "recorded": {"type": "integer", "description": "outcomes newly recorded"},
+            "unchanged": {"type": "integer", "description": "already on record, identical"},
         },
     },
     "Token": {
@@ -157,6 +291,9 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
     },
 }
+
+
+DECISION_ID = {"name": "decision_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -295,6 +432,11 @@ def build_spec() -> dict[str, Any]:
                     _query("model_version", {"type": "integer", "minimum": 1}, "model version"),
                     _query("client_id", {"type": "string"}, "calling client"),
                     _query("application_id", {"type": "string"}, "caller's application id"),
+                    _query(
+                        "reviewed",
+                        {"type": "boolean"},
+                        "true: only decisions with a human review; false: only without",
+                    ),
                     _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size"),
                 ],
@@ -325,6 +467,157 @@ def build_spec() -> dict[str, Any]:
                     "200": _json({"$ref": "#/components/schemas/Decision"}, "The decision record"),
                     **AUTH_ERRORS,
                     "404": _problem("No such decision"),
+                },
+            }
+        },
+        "/v1/decisions/{decision_id}/review": {
+            "post": {
+                "summary": "Record the final outcome of a referred decision (human review)",
+                "tags": ["review"],
+                "security": [{"bearer": ["decisions:review"]}],
+                "parameters": [DECISION_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ReviewRequest"}
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json({"$ref": "#/components/schemas/Review"}, "The review"),
+                    "400": _problem("Malformed JSON"),
+                    **AUTH_ERRORS,
+                    "404": _problem("No such decision"),
+                    "409": _problem("Not a referral, or already reviewed"),
+                    "415": _problem("Not JSON"),
+                    "422": _problem("A member is missing or invalid"),
+                },
+            }
+        },
+        "/v1/reviews": {
+            "get": {
+                "summary": "The review queue: referrals awaiting review (oldest first), or done",
+                "tags": ["review"],
+                "security": [{"bearer": ["decisions:review"]}],
+                "parameters": [
+                    _query(
+                        "status",
+                        {"enum": ["pending", "done"], "default": "pending"},
+                        "pending: not yet reviewed, oldest first; done: latest review first",
+                    ),
+                    _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size"),
+                ],
+                "responses": {
+                    "200": _json(
+                        {"$ref": "#/components/schemas/ReviewPage"}, "A page of the queue"
+                    ),
+                    "400": _problem("Bad query parameter"),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
+        "/v1/reviews/report": {
+            "get": {
+                "summary": "Override rates of reviewed referrals, per reason code",
+                "tags": ["review"],
+                "security": [{"bearer": ["decisions:read"]}],
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/ReviewReport"}, "The report"),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
+        "/v1/decisions/{decision_id}/outcome": {
+            "post": {
+                "summary": "Record how the loan of a granted decision turned out",
+                "tags": ["outcomes"],
+                "security": [{"bearer": ["outcomes:write"]}],
+                "parameters": [DECISION_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["status", "date"],
+                                "properties": {
+                                    "status": {"enum": ["repaid", "defaulted"]},
+                                    "date": {"type": "string", "format": "date"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/LoanOutcome"}, "Already recorded"),
+                    "201": _json({"$ref": "#/components/schemas/LoanOutcome"}, "Recorded"),
+                    **AUTH_ERRORS,
+                    "404": _problem("No such decision"),
+                    "409": _problem("Another outcome is recorded, or the loan was not granted"),
+                    "422": _problem("A member is missing or invalid"),
+                },
+            }
+        },
+        "/v1/outcomes": {
+            "post": {
+                "summary": "Record many loan outcomes, all or nothing (JSON list or CSV)",
+                "tags": ["outcomes"],
+                "security": [{"bearer": ["outcomes:write"]}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/OutcomeRow"},
+                            }
+                        },
+                        "text/csv": {
+                            "schema": {
+                                "type": "string",
+                                "description": "header decision_id,status,date; one row a line",
+                            }
+                        },
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        {"$ref": "#/components/schemas/OutcomeBatchResult"}, "Every row recorded"
+                    ),
+                    "400": _problem("Malformed JSON or CSV"),
+                    **AUTH_ERRORS,
+                    "409": _problem("A concurrent upload recorded some rows; retry"),
+                    "413": _problem("Too many rows or too large a body"),
+                    "415": _problem("Neither JSON nor CSV"),
+                    "422": _problem("Invalid rows, each named (/index/field); none recorded"),
+                },
+            }
+        },
+        "/v1/decisions/{decision_id}/notice": {
+            "get": {
+                "summary": "The adverse-action notice of a declined or referred decision",
+                "tags": ["audit"],
+                "security": [{"bearer": ["decisions:read"]}],
+                "parameters": [
+                    DECISION_ID,
+                    _query("format", {"enum": ["html", "pdf"]}, "default: from Accept, else html"),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The notice",
+                        "content": {
+                            "text/html": {"schema": {"type": "string"}},
+                            "application/pdf": {
+                                "schema": {"type": "string", "contentMediaType": "application/pdf"}
+                            },
+                        },
+                    },
+                    "400": _problem("Bad format parameter"),
+                    **AUTH_ERRORS,
+                    "404": _problem("No such decision, or no adverse action (no notice)"),
                 },
             }
         },
@@ -388,6 +681,41 @@ def build_spec() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
             }
         },
+        "/soap/{pipeline}": {
+            "parameters": [
+                {"name": "pipeline", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "get": {
+                "summary": "The pipeline's WSDL (?wsdl): SOAP 1.1 and 1.2 bindings",
+                "description": "See docs/integration/soap.md. Faults are SOAP faults, not "
+                "problem+json.",
+                "tags": ["soap"],
+                "responses": {
+                    "200": {"description": "WSDL 1.1", "content": {"text/xml": {}}},
+                    "500": {"description": "Client fault: no such pipeline"},
+                },
+            },
+            "post": {
+                "summary": "A SOAP request: ScoreApplication or GetDecision",
+                "description": "An OAuth bearer token or a WS-Security UsernameToken; "
+                "SOAPAction (1.1) or the action parameter (1.2) names the operation.",
+                "tags": ["soap"],
+                "security": [{"bearer": ["decisions:create"]}, {}],  # {}: WS-Security
+                "requestBody": {
+                    "required": True,
+                    "content": {"text/xml": {}, "application/soap+xml": {}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "The response envelope",
+                        "content": {"text/xml": {}, "application/soap+xml": {}},
+                    },
+                    "400": {"description": "SOAP 1.2 Sender fault"},
+                    "413": {"description": "Client/Sender fault: body over the size limit"},
+                    "500": {"description": "SOAP 1.1 fault, or a SOAP 1.2 Receiver fault"},
+                },
+            },
+        },
     }
     return {
         "openapi": "3.1.0",
@@ -406,11 +734,7 @@ def build_spec() -> dict[str, Any]:
                     "flows": {
                         "clientCredentials": {
                             "tokenUrl": "/oauth/token",
-                            "scopes": {
-                                "decisions:create": "make decisions",
-                                "decisions:read": "read the decision log (auditors)",
-                                "models:admin": "register and promote models",
-                            },
+                            "scopes": dict(SCOPES),
                         }
                     },
                 }

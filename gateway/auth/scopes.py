@@ -14,6 +14,8 @@ SCOPES: dict[str, str] = {
     "decisions:create": "Submit loan applications and receive credit decisions.",
     "decisions:read": "Read logged decisions and their explanations (auditors).",
     "models:admin": "Register, promote and archive model versions.",
+    "decisions:review": "Work the review queue: read referred decisions and record final outcomes.",
+    "outcomes:write": "Record how granted loans turned out (repaid or defaulted).",
 }
 
 

@@ -65,6 +65,10 @@ class SklearnScorer(Scorer):
         """The caller fields the model reads (checked against protected fields at start)."""
         return frozenset(self.model.compiled.fields)
 
+    def model_kind(self) -> str:
+        """The registered kind of its model version (explainers check it at start)."""
+        return self._ref.kind
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "model": self._ref.as_dict()}
 

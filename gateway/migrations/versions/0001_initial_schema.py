@@ -23,7 +23,7 @@ def upgrade() -> None:
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("pipeline", sa.String(length=100), nullable=False),
         sa.Column("adapter", sa.String(length=40), nullable=False),
-        sa.Column("client_id", sa.String(length=100), nullable=False),
+        sa.Column("client_id", sa.String(length=255), nullable=False),
         sa.Column("application_id", sa.String(length=200), nullable=True),
         sa.Column("idempotency_key", sa.String(length=200), nullable=True),
         sa.Column("request_hash", sa.String(length=64), nullable=False),

@@ -1,0 +1,1 @@
+"""The SOAP adapter: a WSDL per pipeline, WS-Security, hardened XML (see plugin.py)."""
