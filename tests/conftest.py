@@ -137,23 +137,37 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+def fetch_token(app: Flask, client: FlaskClient, *scopes: str) -> str:
+    """A new client with ``scopes``, and a real access token for it from ``POST /oauth/token``."""
+    from gateway.auth.clients import create_client
+
+    client_id, secret = create_client(
+        app.extensions["loangate"].engine, "test client", list(scopes)
+    )
+    resp = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "scope": " ".join(scopes)},
+        auth=(client_id, secret),
+    )
+    assert resp.status_code == 200, resp.get_json()
+    return str(resp.get_json()["access_token"])
+
+
 @pytest.fixture
 def get_token(app: Flask, client: FlaskClient) -> Callable[..., str]:
     """``get_token("decisions:create")``: a real access token from ``POST /oauth/token``."""
-    from gateway.auth.clients import create_client
+    return lambda *scopes: fetch_token(app, client, *scopes)
 
-    def _get(*scopes: str) -> str:
-        engine = app.extensions["loangate"].engine
-        client_id, secret = create_client(engine, "test client", list(scopes))
-        resp = client.post(
-            "/oauth/token",
-            data={"grant_type": "client_credentials", "scope": " ".join(scopes)},
-            auth=(client_id, secret),
-        )
-        assert resp.status_code == 200, resp.get_json()
-        return str(resp.get_json()["access_token"])
 
-    return _get
+@pytest.fixture
+def tokens(get_token: Callable[..., str]) -> dict[str, str]:
+    """One token per role: scorer, auditor, reviewer, lender (outcomes)."""
+    return {
+        "scorer": get_token("decisions:create"),
+        "auditor": get_token("decisions:read"),
+        "reviewer": get_token("decisions:review"),
+        "lender": get_token("outcomes:write"),
+    }
 
 
 def bearer(token: str) -> dict[str, str]:

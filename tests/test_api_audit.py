@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,11 +14,6 @@ from tests.conftest import bearer
 from tests.helpers import applicants, body
 
 URL = "/v1/pipelines/credit-risk/decisions"
-
-
-@pytest.fixture
-def tokens(get_token: Callable[..., str]) -> dict[str, str]:
-    return {"scorer": get_token("decisions:create"), "auditor": get_token("decisions:read")}
 
 
 def make_decisions(client: FlaskClient, token: str, n: int, start: int = 0) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ import html
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,15 +39,6 @@ def pdf_text(pdf: bytes, tmp_path: Path) -> str:
 
 def squash(text: str) -> str:
     return " ".join(text.split())
-
-
-@pytest.fixture
-def tokens(get_token: Callable[..., str]) -> dict[str, str]:
-    return {
-        "scorer": get_token("decisions:create"),
-        "auditor": get_token("decisions:read"),
-        "reviewer": get_token("decisions:review"),
-    }
 
 
 def notice(client: FlaskClient, token: str, decision_id: str, **kwargs: str) -> object:

@@ -29,7 +29,7 @@ from gateway.outbound.cache import TTLCache
 from gateway.outbound.calls import CallFailed
 from gateway.outbound.connections import Connections, build_connections
 from gateway.outbound.retry import RetryPolicy
-from tests.conftest import bearer, gateway_overrides, make_db_url, register_demo_model
+from tests.conftest import bearer, fetch_token, gateway_overrides, make_db_url, register_demo_model
 from tests.helpers import body
 from tests.soap_standin import CoreBankingStandIn, closed_port_url, serve
 
@@ -458,16 +458,7 @@ def make_gateway(
 
 
 def token(app: Flask, client: FlaskClient, *scopes: str) -> str:
-    from gateway.auth.clients import create_client
-
-    client_id, secret = create_client(app.extensions["loangate"].engine, "soap tests", list(scopes))
-    resp = client.post(
-        "/oauth/token",
-        data={"grant_type": "client_credentials", "scope": " ".join(scopes)},
-        auth=(client_id, secret),
-    )
-    assert resp.status_code == 200, resp.get_json()
-    return str(resp.get_json()["access_token"])
+    return fetch_token(app, client, *scopes)
 
 
 def decide(app: Flask, index: int = 0, **fields: Any) -> tuple[int, dict[str, Any], str, float]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -18,16 +17,6 @@ from tests.conftest import bearer
 from tests.review_helpers import decisions_with
 
 TODAY = datetime.now(UTC).date().isoformat()
-
-
-@pytest.fixture
-def tokens(get_token: Callable[..., str]) -> dict[str, str]:
-    return {
-        "scorer": get_token("decisions:create"),
-        "auditor": get_token("decisions:read"),
-        "reviewer": get_token("decisions:review"),
-        "lender": get_token("outcomes:write"),
-    }
 
 
 def post_outcome(client: FlaskClient, token: str, decision_id: str, payload: Any) -> Any:

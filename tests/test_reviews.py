@@ -7,23 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import jsonschema
-import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import bearer
 from tests.review_helpers import decisions_with
-
-
-@pytest.fixture
-def tokens(get_token: Callable[..., str]) -> dict[str, str]:
-    return {
-        "scorer": get_token("decisions:create"),
-        "auditor": get_token("decisions:read"),
-        "reviewer": get_token("decisions:review"),
-        "lender": get_token("outcomes:write"),
-    }
 
 
 def stored_row(app: Flask, decision_id: str) -> tuple[Any, ...]:

@@ -22,11 +22,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.components import Policy, Services
-from gateway.config import load_yaml_file, validate
 from gateway.context import DecisionContext, ModelRef, PolicyDecision, ReasonCode
 from gateway.errors import ConfigError
 from gateway.hookspecs import hookimpl
-from gateway.reason_codes import ReasonTable, model_reason_table
+from gateway.reason_codes import ReasonTable, load_reason_table, model_reason_table
 from plugins.policies.rules import (
     RULES_SCHEMA,
     SEVERITY,
@@ -38,25 +37,6 @@ from plugins.policies.rules import (
 
 #: ``reason_codes: model``: the table registered with the scoring model version.
 MODEL_TABLE = "model"
-
-REASON_TABLE_SCHEMA = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["table", "version", "codes"],
-    "properties": {
-        "table": {"type": "string"},
-        "version": {"type": "string"},
-        "codes": {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["code", "text"],
-                "properties": {"code": {"type": "string"}, "text": {"type": "string"}},
-            },
-        },
-    },
-}
 
 
 class ThresholdPolicy(Policy):
@@ -93,13 +73,9 @@ class ThresholdPolicy(Policy):
         self.codes: Mapping[str, tuple[str, str]] = {}
         self.config.setdefault("reason_codes", MODEL_TABLE)
         if self.config["reason_codes"] != MODEL_TABLE:
-            path = services.resolve(self.config["reason_codes"])
-            table = load_yaml_file(path, "reason_codes")
-            validate(table, REASON_TABLE_SCHEMA, where=f"reason-code table {path.name}")
-            self.table_version = f"{table['table']}@{table['version']}"
-            self.codes = {
-                field: (entry["code"], entry["text"]) for field, entry in table["codes"].items()
-            }
+            table = load_reason_table(services.resolve(self.config["reason_codes"]))
+            self.table_version = table.label
+            self.codes = table.codes
         self.thresholds = {"approve_below": self.approve_below, "decline_at": self.decline_at}
         self.rules = parse_rules(self.config.get("rules", ()))
 
