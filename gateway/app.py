@@ -26,6 +26,7 @@ from gateway.decisions import DecisionService
 from gateway.errors import Problem, log_unavailable
 from gateway.events import EventDispatcher
 from gateway.http import problem_response
+from gateway.integrity import api as integrity_api
 from gateway.notices import NoticeRenderer
 from gateway.outbound.connections import build_connections
 from gateway.outcomes import OutcomeLog
@@ -77,6 +78,7 @@ def create_app(
         instance_path=instance,
         registry=registry,
         connections=connections,
+        engine=engine,
     )
     pipelines = build_pipelines(settings, catalog, services)
     decision_log = DecisionLog(engine)
@@ -104,6 +106,7 @@ def create_app(
     app.register_blueprint(outcomes_api.bp)
     app.register_blueprint(notices_api.bp)
     app.register_blueprint(openapi_api.bp)
+    app.register_blueprint(integrity_api.bp)
     for blueprints in pm.hook.register_blueprints():
         for blueprint in blueprints or ():
             app.register_blueprint(blueprint)
@@ -151,6 +154,12 @@ def _with_defaults(settings: dict[str, Any]) -> dict[str, Any]:
         "models": {"dir": None},
         "auth": {},
         "events": {"queue_size": 1000, "budget_ms": 200},
+        "integrity": {
+            "enabled": True,
+            "seal_interval_seconds": 2.0,
+            "late_after_seconds": 60.0,
+            "batch": 10000,
+        },
     }
     out = dict(settings)
     for section, values in defaults.items():

@@ -260,6 +260,13 @@ def _add_auth_commands() -> None:
         main.add_command(command)
 
 
+def _add_batch_commands() -> None:
+    from gateway.batch.cli import make_commands
+
+    for command in make_commands():
+        main.add_command(command)
+
+
 def _add_plugin_commands() -> None:
     """Commands contributed by plugins (``register_commands``); a broken plugin is reported."""
     from gateway.plugin_manager import make_plugin_manager
@@ -274,8 +281,16 @@ def _add_plugin_commands() -> None:
             main.add_command(command)
 
 
+def _add_integrity_commands() -> None:
+    from gateway.integrity.cli import add_commands
+
+    add_commands(main, _state)
+
+
 _add_auth_commands()
+_add_batch_commands()
 _add_plugin_commands()
+_add_integrity_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

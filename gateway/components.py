@@ -8,7 +8,7 @@ request it only calls the stage method, so anything costly belongs in ``__init__
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from gateway.context import DecisionContext
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from gateway.outbound.connections import Connections
     from gateway.registry import ModelRegistry
 
@@ -35,6 +37,8 @@ class Services:
     instance_path: Path
     registry: ModelRegistry
     connections: Connections | None = None
+    #: The gateway's database (e.g. for feature-table lookups).
+    engine: Engine | None = None
 
     def resolve(self, name: str | Path) -> Path:
         """A path from a component setting, relative to the config folder."""
@@ -86,6 +90,13 @@ class Adapter(Component):
         """Encode a decision document (see :mod:`gateway.record`)."""
         raise NotImplementedError
 
+    def check_input_schema(self, schema: Mapping[str, Any]) -> None:
+        """Check its settings against the pipeline's input JSON Schema, once at start.
+
+        Raise :class:`~gateway.errors.ConfigError` naming the key (e.g. a mapping onto a
+        field the application does not have). Not called when no validator declares a schema.
+        """
+
 
 class Validator(Component):
     """Checks and normalises ``ctx.raw`` into ``ctx.features``.
@@ -98,6 +109,14 @@ class Validator(Component):
 
     def validate(self, ctx: DecisionContext) -> DecisionContext:
         raise NotImplementedError
+
+    def validate_many(self, ctxs: Sequence[DecisionContext]) -> list[DecisionContext]:
+        """Batch path (a chunk of a file): :meth:`validate` per row unless overridden.
+
+        An override must give exactly what :meth:`validate` gives for each row; if it
+        raises, the batch engine falls back to :meth:`validate` row by row.
+        """
+        return [self.validate(ctx) for ctx in ctxs]
 
     def input_schema(self) -> dict[str, Any] | None:
         """JSON Schema of the application it accepts (for OpenAPI and WSDL), if known."""
@@ -116,6 +135,11 @@ class Enricher(Component):
     def enrich(self, ctx: DecisionContext) -> DecisionContext:
         raise NotImplementedError
 
+    def enrich_many(self, ctxs: Sequence[DecisionContext]) -> list[DecisionContext]:
+        """Batch path: :meth:`enrich` per row unless overridden (same contract as
+        :meth:`Validator.validate_many`)."""
+        return [self.enrich(ctx) for ctx in ctxs]
+
 
 class Scorer(Component):
     """Sets ``ctx.score`` from ``ctx.features``."""
@@ -124,6 +148,11 @@ class Scorer(Component):
 
     def score(self, ctx: DecisionContext) -> DecisionContext:
         raise NotImplementedError
+
+    def score_many(self, ctxs: Sequence[DecisionContext]) -> list[DecisionContext]:
+        """Batch path: :meth:`score` per row unless overridden (same contract as
+        :meth:`Validator.validate_many`); a fast scorer scores the chunk as one frame."""
+        return [self.score(ctx) for ctx in ctxs]
 
     def ready(self) -> bool:
         """True once its model is loaded."""
@@ -150,6 +179,11 @@ class Explainer(Component):
     def explain(self, ctx: DecisionContext) -> DecisionContext:
         raise NotImplementedError
 
+    def explain_many(self, ctxs: Sequence[DecisionContext]) -> list[DecisionContext]:
+        """Batch path: :meth:`explain` per row unless overridden (same contract as
+        :meth:`Validator.validate_many`)."""
+        return [self.explain(ctx) for ctx in ctxs]
+
 
 class Policy(Component):
     """Sets ``ctx.decision``: approve, refer or decline, with reason codes."""
@@ -170,6 +204,11 @@ class Policy(Component):
 
     def decide(self, ctx: DecisionContext) -> DecisionContext:
         raise NotImplementedError
+
+    def decide_many(self, ctxs: Sequence[DecisionContext]) -> list[DecisionContext]:
+        """Batch path: :meth:`decide` per row unless overridden (same contract as
+        :meth:`Validator.validate_many`)."""
+        return [self.decide(ctx) for ctx in ctxs]
 
 
 COMPONENT_KINDS: dict[str, type[Component]] = {

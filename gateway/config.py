@@ -74,6 +74,16 @@ GATEWAY_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {"dir": {"type": ["string", "null"]}},
         },
+        "integrity": {  # tamper evidence (gateway.integrity)
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "seal_interval_seconds": {"type": "number", "exclusiveMinimum": 0},
+                "late_after_seconds": {"type": "number", "exclusiveMinimum": 0},
+                "batch": {"type": "integer", "minimum": 1, "maximum": 100000},
+            },
+        },
         "auth": {"type": "object"},  # checked in detail by gateway.auth
         "notices": {"type": "object"},  # checked in detail by gateway.notices
         "connections": CONNECTIONS_SCHEMA,  # named outgoing connections (gateway.outbound)
@@ -95,7 +105,12 @@ GATEWAY_SCHEMA: dict[str, Any] = {
                 "required": ["adapters", "scorer", "policy"],
                 "properties": {
                     "description": {"type": "string"},
-                    "adapters": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    # a name, or {name, config} for an adapter with settings (e.g. a mapping)
+                    "adapters": {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, _component]},
+                        "minItems": 1,
+                    },
                     "validators": {"type": "array", "items": _component},
                     "enrichers": {"type": "array", "items": _enricher},
                     "scorer": _component,

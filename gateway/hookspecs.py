@@ -102,6 +102,23 @@ def register_blueprints() -> list[Blueprint]:  # type: ignore[empty-body]
 
 
 @hookspec
+def register_openapi_paths() -> dict[str, Any]:  # type: ignore[empty-body]
+    """Describe the routes of a plugin's blueprints in ``GET /openapi.json``.
+
+    Called when the document is built; return OpenAPI 3.1 path items by path template
+    (``{name}`` for a path parameter). They may refer to the gateway's schemas, e.g.
+    ``#/components/schemas/Problem``, and to the ``bearer`` security scheme. A path the
+    gateway documents itself keeps the gateway's description.
+
+    Example::
+
+        @hookimpl
+        def register_openapi_paths():
+            return {"/v1/pipelines/{pipeline}/telex": {"post": {...}}}
+    """
+
+
+@hookspec
 def register_commands() -> list[click.Command]:  # type: ignore[empty-body]
     """Contribute commands to the ``loangate`` command line.
 

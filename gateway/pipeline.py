@@ -149,9 +149,13 @@ def build_pipeline(
     """Build one pipeline from its config; a bad entry raises :class:`ConfigError`."""
     where = f"pipelines.{name}"
     adapters: dict[str, Adapter] = {}
-    for i, adapter_name in enumerate(spec["adapters"]):
-        comp = _build(f"{where}.adapters.{i}", "adapter", {"name": adapter_name}, catalog, services)
-        adapters[adapter_name] = comp  # type: ignore[assignment]
+    for i, item in enumerate(spec["adapters"]):
+        # a plain name, or {name, config} for an adapter with settings
+        adapter_spec = {"name": item} if isinstance(item, str) else item
+        if adapter_spec["name"] in adapters:
+            raise ConfigError(f"{where}.adapters.{i}: adapter {adapter_spec['name']!r} repeated")
+        comp = _build(f"{where}.adapters.{i}", "adapter", adapter_spec, catalog, services)
+        adapters[adapter_spec["name"]] = comp  # type: ignore[assignment]
 
     stages: list[Stage] = []
     validators: list[Validator] = []
@@ -188,6 +192,11 @@ def build_pipeline(
             policy.check_input_schema(input_schema)
         except ConfigError as exc:
             raise ConfigError(f"{where}.policy.config.{exc}") from exc
+        for i, adapter in enumerate(adapters.values()):
+            try:
+                adapter.check_input_schema(input_schema)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}.adapters.{i} (adapter {adapter.name}): {exc}") from exc
 
     return Pipeline(
         name=name,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Date,
     DateTime,
@@ -176,3 +177,69 @@ class WsseDigestSecret(Base):
     client_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     secret_encrypted: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FeatureSet(Base):
+    """One loaded version of a feature set: its schema and where it came from. Append-only."""
+
+    __tablename__ = "feature_sets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    schema_json: Mapped[str] = mapped_column(Text)
+    source_name: Mapped[str] = mapped_column(Text)
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    row_count: Mapped[int] = mapped_column(Integer)
+    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    loaded_by: Mapped[str] = mapped_column(String(200))
+
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+
+class FeatureValue(Base):
+    """An entity's features in one feature-set version, valid from a time until the next row.
+
+    The primary key doubles as the point-in-time index: (set, entity, valid_from) scanned
+    backwards from the decision time finds the row in force.
+    """
+
+    __tablename__ = "feature_values"
+
+    set_id: Mapped[int] = mapped_column(ForeignKey("feature_sets.id"), primary_key=True)
+    entity_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    values_json: Mapped[str] = mapped_column(Text)
+
+
+class DecisionSeal(Base):
+    """A decision's place in the tamper-evident chain: its sequence number and record hash.
+
+    Kept apart from ``decisions`` so sealing never updates a decision row. ``seq`` has no
+    gaps; a missing number is a deleted seal, a seal without its decision a deleted row.
+    """
+
+    __tablename__ = "decision_seals"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    decision_id: Mapped[str] = mapped_column(String(26), unique=True)
+    record_hash: Mapped[str] = mapped_column(String(64))
+    checkpoint_id: Mapped[int] = mapped_column(Integer, index=True)
+
+
+class DecisionCheckpoint(Base):
+    """One sealed batch: the Merkle root of its record hashes, chained to the one before.
+
+    ``hash`` = sha256 over (id, first_seq, last_seq, merkle_root, prev_hash, sealed_at);
+    see :mod:`gateway.integrity.chain`. ``sealed_at`` is ISO 8601 text, hashed as stored.
+    """
+
+    __tablename__ = "decision_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    merkle_root: Mapped[str] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    sealed_at: Mapped[str] = mapped_column(String(40))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

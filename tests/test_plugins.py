@@ -200,7 +200,7 @@ def test_hookspecs_are_documented() -> None:
     from gateway import hookspecs
 
     names = [n for n in dir(hookspecs) if n.startswith(("register_", "decision_"))]
-    assert len(names) == 9
+    assert len(names) == 10
     for name in names:
         doc = textwrap.dedent(getattr(hookspecs, name).__doc__ or "")
         assert "Called" in doc, name

@@ -296,6 +296,37 @@ SCHEMAS: dict[str, Any] = {
 DECISION_ID = {"name": "decision_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
+def decision_route(summary: str, media_type: str, tag: str) -> dict[str, Any]:
+    """The path item of a plugin route that decides one request through ``{pipeline}``.
+
+    ``POST`` with a ``media_type`` body, answered 201 in the same type; scope
+    ``decisions:create``; errors as problems. For :func:`gateway.hookspecs.register_openapi_paths`.
+    """
+    return {
+        "post": {
+            "summary": summary,
+            "tags": [tag],
+            "security": [{"bearer": ["decisions:create"]}],
+            "parameters": [
+                {"name": "pipeline", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},
+            ],
+            "requestBody": {"required": True, "content": {media_type: {}}},
+            "responses": {
+                "201": {"description": "The decision", "content": {media_type: {}}},
+                "400": _problem("Malformed request or header"),
+                **AUTH_ERRORS,
+                "404": _problem("Unknown pipeline, or it does not accept this adapter"),
+                "409": _problem("Idempotency key reused with another body"),
+                "413": _problem("Body over the size limit"),
+                "415": _problem(f"Not {media_type}"),
+                "422": _problem("Validation failed (the rejection is logged)"),
+                "503": _problem("The decision log is unavailable; retry (Retry-After)"),
+            },
+        }
+    }
+
+
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -303,6 +334,45 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
         "required": False,
         "schema": schema,
         "description": description,
+    }
+
+
+def _mapped_xml(summary: str, guide: str) -> dict[str, Any]:
+    """A route of an XML adapter driven by a mapping (``mismo``, ``idoc``)."""
+    return {
+        "post": {
+            "summary": summary,
+            "description": f"See {guide}. The body is mapped onto the canonical application by "
+            "the adapter's mapping file; fields it cannot fill are imputed per the pipeline's "
+            "missing-value policy. Errors are problem+json; a mapping error names the source path.",
+            "tags": ["decisions"],
+            "security": [{"bearer": ["decisions:create"]}],
+            "parameters": [
+                {"name": "pipeline", "in": "path", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "maxLength": 200},
+                    "description": "Overrides a key the mapping derives from the document.",
+                },
+            ],
+            "requestBody": {"required": True, "content": {"application/xml": {}}},
+            "responses": {
+                "201": {
+                    "description": "The logged decision, shaped by the mapping's output section",
+                    "content": {"application/xml": {}},
+                },
+                "400": _problem("Not well-formed XML, a DTD or entity, or a bad header"),
+                **AUTH_ERRORS,
+                "404": _problem("Unknown pipeline, or the pipeline does not accept this adapter"),
+                "409": _problem("Idempotency key reused with another body"),
+                "413": _problem("Body over the size limit"),
+                "415": _problem("Not XML"),
+                "422": _problem("Mapping or validation failed (logged; names the source path)"),
+                "503": _problem("The decision log is unavailable; retry (Retry-After)"),
+            },
+        }
     }
 
 
@@ -621,6 +691,35 @@ def build_spec() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/decisions/{decision_id}/evidence": {
+            "get": {
+                "summary": "A self-contained evidence bundle (docs/auditors.md)",
+                "description": "The record, its Merkle inclusion proof, its checkpoint, the "
+                "model version and policy; check offline with `loangate decisions verify "
+                "--bundle FILE`.",
+                "tags": ["audit"],
+                "security": [{"bearer": ["decisions:read"]}],
+                "parameters": [DECISION_ID],
+                "responses": {
+                    "200": _json({"type": "object"}, "The evidence bundle"),
+                    **AUTH_ERRORS,
+                    "404": _problem("No such decision"),
+                    "409": _problem("Logged but not sealed yet: retry after Retry-After"),
+                },
+            }
+        },
+        "/v1/integrity": {
+            "get": {
+                "summary": "Verify the tamper-evident decision log now",
+                "description": "Read-only; unsealed rows inside the window count as pending.",
+                "tags": ["audit"],
+                "security": [{"bearer": ["decisions:read"]}],
+                "responses": {
+                    "200": _json({"type": "object"}, "The report: ok, first_problem, ..."),
+                    **AUTH_ERRORS,
+                },
+            }
+        },
         "/v1/pipelines": {
             "get": {
                 "summary": "Configured pipelines and their stages",
@@ -681,6 +780,13 @@ def build_spec() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
             }
         },
+        "/v1/pipelines/{pipeline}/mismo": _mapped_xml(
+            "Decide one MISMO 3.4 loan file", "docs/integration/mismo.md"
+        ),
+        "/v1/pipelines/{pipeline}/idoc": _mapped_xml(
+            "Decide one SAP IDoc (XML-HTTP port); the answer echoes DOCNUM",
+            "docs/integration/idoc.md",
+        ),
         "/soap/{pipeline}": {
             "parameters": [
                 {"name": "pipeline", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -717,6 +823,10 @@ def build_spec() -> dict[str, Any]:
             },
         },
     }
+    # Routes that plugins' blueprints add; the gateway's own descriptions win a clash.
+    for contributed in state.extras["plugin_manager"].hook.register_openapi_paths():
+        for path, item in (contributed or {}).items():
+            paths.setdefault(path, item)
     return {
         "openapi": "3.1.0",
         "info": {
