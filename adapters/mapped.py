@@ -19,10 +19,9 @@ from adapters.soap.xml import XMLRefused, parse
 from gateway.auth import current_principal
 from gateway.components import Adapter, Inbound, Services
 from gateway.errors import ConfigError, FieldError, Problem, bad_request, validation_failed
-from gateway.http import problem_response
+from gateway.http import answer_decision
 from gateway.idempotency import check_key, idempotency_key
 from gateway.mappings import MappingError, check_targets, load_mapping
-from gateway.record import caller_view
 from gateway.state import gateway_state
 
 XML_TYPES = ("application/xml", "text/xml")
@@ -99,12 +98,10 @@ def decide_xml(pipeline: str, adapter: str) -> Response:
         current_principal().client_id,
         g.request_id,
     )
-    headers = {"Location": f"/v1/decisions/{result.document['decision_id']}"}
-    if result.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    if result.problem is not None:
-        result.problem.headers.update(headers)
-        return problem_response(result.problem)
     encoder = service.pipelines[pipeline].adapters[adapter]
-    body = encoder.encode(caller_view(result.document))
-    return Response(body, status=result.status, headers=headers, mimetype=encoder.media_type)
+    return answer_decision(
+        result,
+        lambda view, status, headers: Response(
+            encoder.encode(view), status=status, headers=headers, mimetype=encoder.media_type
+        ),
+    )

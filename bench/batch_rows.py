@@ -30,6 +30,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from report import replace_section  # noqa: E402  (the sibling bench module)
+
 from gateway import db  # noqa: E402
 from gateway.batch.copybook import decode_records, iter_record_chunks, load_copybook  # noqa: E402
 from gateway.derived import DEMO_DERIVATIONS, derive_frame  # noqa: E402
@@ -157,13 +159,7 @@ def section(r: dict[str, object]) -> str:
 
 def write_doc(path: Path, text: str) -> None:
     """Replace this bench's section of ``path`` (or append it), keeping the others."""
-    doc = path.read_text() if path.exists() else "# Performance\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
-    if pattern.search(doc):
-        doc = pattern.sub(lambda _m: text, doc, count=1)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(doc)
+    replace_section(path, START, text)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -20,7 +20,6 @@ import argparse
 import functools
 import os
 import platform
-import re
 import statistics
 import timeit
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from report import replace_section  # the sibling bench module
 
 from gateway.compiled import COMPILERS
 from gateway.compiled_trees import CompiledForest, _tree
@@ -128,13 +128,7 @@ def section(results: Sequence[dict[str, Any]], rows_n: int, repeat: int) -> str:
 
 def write_doc(path: Path, text: str) -> None:
     """Replace this bench's section of ``path`` (or append it), keeping the others."""
-    doc = path.read_text() if path.exists() else "# Performance\n"
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
-    if pattern.search(doc):
-        doc = pattern.sub(lambda _m: text, doc, count=1)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(doc)
+    replace_section(path, START, text)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

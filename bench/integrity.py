@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import rest_vs_echo as rve  # the sibling bench module
+from report import replace_section  # the sibling bench module
 
 from gateway import db as gwdb
 from gateway.integrity.sealer import seal_all
@@ -72,8 +72,8 @@ commit, no lock shared between writers); what sealing costs is the background se
 (one anti-join over the last minute of ids and one batched insert every 2 s, a turn-taking
 advisory lock held only by sealers). On this machine the difference stayed within the
 run-to-run noise, where a chain head locked per row had cost about a third of PostgreSQL
-throughput. Every
-decision was sealed by the end of each run (the unsealed window stayed at about the seal
+throughput. When the counts above were taken, only the decisions of the last seal
+interval were still waiting to be sealed (the unsealed window stays at about the seal
 interval). Verify cost scales linearly: PostgreSQL builds each record hash in place
 (`sha256` over the typed fields and the document's digest), Python checks it, the Merkle
 roots and the checkpoint links over a streamed cursor, with memory flat."""
@@ -234,14 +234,8 @@ def section(
 
 
 def write_doc(path: Path, text: str) -> None:
-    """Replace this bench's section of ``path`` (or append it)."""
-    doc = path.read_text()
-    pattern = re.compile(re.escape(MARK) + r".*?" + re.escape(rve.END_MARKER), re.DOTALL)
-    if pattern.search(doc):
-        doc = pattern.sub(lambda _m: text, doc, count=1)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(doc)
+    """Replace this bench's section of ``path`` (or append it), keeping the others."""
+    replace_section(path, MARK, text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

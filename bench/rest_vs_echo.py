@@ -42,6 +42,7 @@ from typing import Any
 
 import requests
 import sqlalchemy as sa
+from report import END_MARKER, replace_section  # the sibling bench module
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
@@ -52,7 +53,6 @@ ECHO_PATH = "/echo"
 WORKERS = 2
 #: Gunicorn settings the echo shares with ``gateway/gunicorn_conf.py``.
 GUNICORN_SHARED = ["--keep-alive", "5", "--timeout", "30", "--graceful-timeout", "20"]
-END_MARKER = "<!-- /bench -->"
 #: wrk's done() hook prints one machine-readable line after this tag.
 RESULT_TAG = "BENCH_RESULT "
 #: The prototype's floor (FACTS.md): throughput and single-client p50 ratios to echo.
@@ -573,15 +573,7 @@ def section(args: argparse.Namespace, targets: Sequence[Target], audit: Audit, d
 
 def write_doc(path: Path, db: str, text: str) -> None:
     """Replace this backend's section in ``path`` (or append it), keeping the others."""
-    doc = path.read_text() if path.exists() else INTRO
-    start = f"<!-- bench:rest-vs-echo:{db} -->"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(END_MARKER), re.DOTALL)
-    if pattern.search(doc):
-        doc = pattern.sub(lambda _m: text, doc, count=1)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc)
+    replace_section(path, f"<!-- bench:rest-vs-echo:{db} -->", text, INTRO)
 
 
 # --- main -------------------------------------------------------------------------

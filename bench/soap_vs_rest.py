@@ -37,6 +37,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rest_vs_echo as rve  # the sibling bench module
+from report import replace_section  # the sibling bench module
 
 START_MARKER = "<!-- bench:soap-vs-rest -->"
 SOAP_PATH = "/soap/credit-risk"
@@ -267,14 +268,8 @@ def section(
 
 
 def write_doc(path: Path, text: str) -> None:
-    """Replace this bench's section of ``path`` (or append it), leaving the others."""
-    doc = path.read_text() if path.exists() else rve.INTRO
-    pattern = re.compile(re.escape(START_MARKER) + r".*?" + re.escape(rve.END_MARKER), re.DOTALL)
-    if pattern.search(doc):
-        doc = pattern.sub(lambda _m: text, doc, count=1)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(doc)
+    """Replace this bench's section of ``path`` (or append it), keeping the others."""
+    replace_section(path, START_MARKER, text, rve.INTRO)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from flask import Response, g, request
 
 from gateway.errors import Problem
+from gateway.record import caller_view
+
+if TYPE_CHECKING:
+    from gateway.decisions import Result
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -30,3 +35,21 @@ def problem_response(problem: Problem) -> Response:
     return Response(
         orjson.dumps(body), status=problem.status, headers=problem.headers, mimetype=PROBLEM_JSON
     )
+
+
+def answer_decision(
+    result: Result, render: Callable[[dict[str, Any], int, dict[str, str]], Response]
+) -> Response:
+    """The HTTP answer to a decided request, whatever the adapter.
+
+    ``Location`` names the logged record and ``Idempotent-Replayed`` marks a replay;
+    a rejection or error is answered as problem+json, a decision by ``render(caller
+    view of the document, status, headers)`` in the adapter's own format.
+    """
+    headers = {"Location": f"/v1/decisions/{result.document['decision_id']}"}
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    if result.problem is not None:
+        result.problem.headers.update(headers)
+        return problem_response(result.problem)
+    return render(caller_view(result.document), result.status, headers)

@@ -11,8 +11,8 @@ from gateway.api.inputs import decision_id_or_404
 from gateway.auth import current_principal, require_scopes
 from gateway.decision_log import DecisionQuery, decode_cursor
 from gateway.errors import FieldError, Problem, bad_request, not_found
-from gateway.http import json_response, problem_response, raw_json_response
-from gateway.record import auditor_view, caller_view
+from gateway.http import answer_decision, json_response, problem_response, raw_json_response
+from gateway.record import auditor_view
 from gateway.state import gateway_state
 
 bp = Blueprint("decisions", __name__)
@@ -43,13 +43,7 @@ def create_decision(pipeline: str) -> Response:
         current_principal().client_id,
         g.request_id,
     )
-    headers = {"Location": f"/v1/decisions/{result.document['decision_id']}"}
-    if result.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    if result.problem is not None:
-        result.problem.headers.update(headers)
-        return problem_response(result.problem)
-    return json_response(caller_view(result.document), result.status, headers)
+    return answer_decision(result, json_response)
 
 
 @bp.get("/v1/decisions/<decision_id>")
