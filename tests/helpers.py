@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from gateway.context import DecisionContext
 
 DATA = Path(__file__).resolve().parent.parent / "gateway" / "data" / "german_credit.csv"
 NUMERIC = {
@@ -42,3 +45,21 @@ def body(index: int = 1, application_id: str | None = "LN-1", **overrides: Any) 
     if application_id is not None:
         out["application_id"] = application_id
     return out
+
+
+def context_for(raw: dict[str, Any], features: dict[str, Any] | None = None) -> DecisionContext:
+    """A fresh decision context for one stage's unit test: ``raw`` as received,
+    ``features`` as validated (default: none yet)."""
+    return DecisionContext(
+        decision_id="01J00000000000000000000000",
+        request_id="r",
+        pipeline="credit-risk",
+        adapter="rest",
+        client_id="tests",
+        received_at=datetime.now(UTC),
+        application_id=None,
+        idempotency_key=None,
+        request_hash="0" * 64,
+        raw=raw,
+        features=features or {},
+    )

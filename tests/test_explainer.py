@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from gateway.registry import ModelNotFound, ModelRegistry, ModelVersionInfo
 from gateway.training import TrainedModel, load_training_data
 from plugins.explainers.linear import ExplanationError, LinearExplainer, register_explainers
 from plugins.scorers.sklearn import SklearnScorer, register_scorers
+from tests.helpers import context_for
 
 
 @pytest.fixture(scope="module")
@@ -50,19 +50,7 @@ def rows() -> list[dict[str, Any]]:
 
 
 def _ctx(features: dict[str, Any]) -> DecisionContext:
-    return DecisionContext(
-        decision_id="d1",
-        request_id="r1",
-        pipeline="credit-risk",
-        adapter="rest",
-        client_id="tests",
-        received_at=datetime.now(UTC),
-        application_id=None,
-        idempotency_key=None,
-        request_hash="0" * 64,
-        raw=features,
-        features=features,
-    )
+    return context_for(features, features)
 
 
 def test_score_and_explain(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from gateway.config import PROJECT_ROOT
 from gateway.context import DecisionContext
 from gateway.errors import ConfigError
 from plugins.validators.schema import SchemaValidator
-from tests.helpers import applicant
+from tests.helpers import applicant, context_for
 
 CONFIG_DIR = PROJECT_ROOT / "config"
 
@@ -31,18 +30,7 @@ def validator() -> SchemaValidator:
 
 
 def ctx_for(fields: dict[str, Any]) -> DecisionContext:
-    return DecisionContext(
-        decision_id="01J00000000000000000000000",
-        request_id="r",
-        pipeline="credit-risk",
-        adapter="rest",
-        client_id="c",
-        received_at=datetime.now(UTC),
-        application_id=None,
-        idempotency_key=None,
-        request_hash="0" * 64,
-        raw=fields,
-    )
+    return context_for(fields)
 
 
 def codes(ctx: DecisionContext) -> dict[str, str]:
