@@ -8,18 +8,24 @@ turns into a retryable 503, so an answer is never given without its record.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Table, insert, select
+from sqlalchemy import Connection, Engine, Table, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from gateway.tables import Decision, Review
 
 decisions: Table = Decision.__table__  # type: ignore[assignment]
+
+
+#: Rows stored with each decision in the decision's own transaction (index tables, an
+#: outbox...): called with the decision document, it returns ``(table, row)`` pairs. A
+#: companion row is committed exactly when its decision is, never one without the other.
+Companion = Callable[[Mapping[str, Any]], Iterable[tuple[Table, dict[str, Any]]]]
 
 
 class LogUnavailable(Exception):
@@ -80,14 +86,37 @@ def decode_cursor(cursor: str) -> str:
 class DecisionLog:
     """Append and read decision records in the gateway's database."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, companions: Iterable[Companion] = ()) -> None:
         self.engine = engine
+        #: Builders of the rows written with every decision (see :data:`Companion`).
+        self.companions: list[Companion] = list(companions)
 
-    def append(self, row: dict[str, Any]) -> None:
-        """Insert one record and commit it durably."""
+    def insert(
+        self,
+        conn: Connection,
+        rows: Sequence[dict[str, Any]],
+        documents: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Insert ``rows`` (of ``documents``) and their companion rows in ``conn``'s transaction."""
+        conn.execute(insert(decisions), list(rows))
+        extra: dict[Table, list[dict[str, Any]]] = {}
+        for companion in self.companions:
+            for document in documents:
+                for table, row in companion(document):
+                    extra.setdefault(table, []).append(row)
+        for table, table_rows in extra.items():
+            conn.execute(insert(table), table_rows)
+
+    def append(self, row: dict[str, Any], document: Mapping[str, Any] | None = None) -> None:
+        """Insert one record (and its companion rows) and commit it durably.
+
+        ``document`` is the record's parsed document, parsed from ``row`` if not given.
+        """
+        if document is None and self.companions:
+            document = orjson.loads(row["document"])
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(decisions), row)
+                self.insert(conn, [row], [document] if document is not None else [])
         except IntegrityError as exc:
             if row.get("idempotency_key") is not None:
                 raise DuplicateIdempotencyKey(row["idempotency_key"]) from exc

@@ -138,7 +138,7 @@ class DecisionService:
         document = build_document(ctx, problem)
         payload = orjson.dumps(document)
         try:
-            self.log.append(row_for(document, request_hash, payload.decode()))
+            self.log.append(row_for(document, request_hash, payload.decode()), document)
         except DuplicateIdempotencyKey:
             # A concurrent retry with the same key won the race: answer with its record.
             replay = self._replay(client_id, key or "", request_hash)

@@ -139,6 +139,7 @@ def score(
                 events=state.extras["events"],
                 on_chunk=bar.update,
                 mapping=mapper,
+                decision_log=state.extras["decision_log"],
             )
         except ValueError as exc:  # a file that does not match its format or copybook
             raise click.ClickException(str(exc)) from exc

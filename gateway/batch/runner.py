@@ -23,13 +23,13 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.batch.copybook import Copybook
 from gateway.batch.decide import decide_frame
 from gateway.batch.readers import Chunk, file_sha256, iter_chunks, map_chunk
-from gateway.decision_log import decisions
+from gateway.decision_log import DecisionLog, decisions
 from gateway.events import EventDispatcher, Serialized
 from gateway.mappings import Mapping
 from gateway.pipeline import Pipeline
@@ -136,8 +136,14 @@ def score_file(
     events: EventDispatcher | None = None,
     on_chunk: Callable[[int], None] | None = None,
     mapping: Mapping | None = None,
+    decision_log: DecisionLog | None = None,
 ) -> BatchSummary:
-    """Decide every row of the file at ``path``; resumable (see the module docstring)."""
+    """Decide every row of the file at ``path``; resumable (see the module docstring).
+
+    ``decision_log`` (default: a plain log on ``engine``) writes each chunk's records with
+    their companion rows.
+    """
+    log = decision_log or DecisionLog(engine)
     sha = file_sha256(path)
     prefix = key_prefix(sha)
     writer = OutputWriter(Path(output), output_format)
@@ -146,7 +152,7 @@ def score_file(
         for chunk in iter_chunks(path, fmt, chunk_size, copybook=copybook, encoding=encoding):
             if mapping is not None:
                 chunk = map_chunk(mapping, chunk)
-            documents, new = _log_chunk(pipeline, engine, chunk, prefix, client_id, events)
+            documents, new = _log_chunk(pipeline, log, chunk, prefix, client_id, events)
             writer.write(
                 [output_row(n, d) for n, d in zip(chunk.row_numbers, documents, strict=True)]
             )
@@ -192,7 +198,7 @@ def _logged(engine: Engine, client_id: str, keys: Sequence[str]) -> dict[str, by
 
 def _log_chunk(
     pipeline: Pipeline,
-    engine: Engine,
+    log: DecisionLog,
     chunk: Chunk,
     prefix: str,
     client_id: str,
@@ -201,7 +207,7 @@ def _log_chunk(
     """Decide and log the chunk's rows not yet logged: (every row's document, rows new)."""
     keys = [f"{prefix}{n}" for n in chunk.row_numbers]
     for _attempt in range(3):
-        logged = _logged(engine, client_id, keys)
+        logged = _logged(log.engine, client_id, keys)
         todo = [i for i, key in enumerate(keys) if key not in logged]
         results = []
         if todo:
@@ -217,8 +223,8 @@ def _log_chunk(
                     application_ids=None if app_ids is None else [app_ids[i] for i in todo],
                 )
             try:
-                with engine.begin() as conn:  # the whole chunk commits, or none of it
-                    conn.execute(insert(decisions), [r.row for r in results])
+                with log.engine.begin() as conn:  # the whole chunk commits, or none of it
+                    log.insert(conn, [r.row for r in results], [r.document for r in results])
             except IntegrityError:
                 continue  # another run logged some of these rows meanwhile: look again
         fresh = dict(zip((keys[i] for i in todo), results, strict=True))
