@@ -90,7 +90,7 @@ FROM (
     SELECT g, '01' || lpad(g::text, 24, '0') AS id,
            timestamptz '2026-11-01' + g * interval '1 millisecond' AS ts,
            (g % 997) / 997.0::float8 AS p
-    FROM generate_series(:first, :last) AS g
+    FROM generate_series(CAST(:first AS int), CAST(:last AS int)) AS g  -- psycopg binds untyped
 ) AS s
 """
 

@@ -12,8 +12,13 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway import auth, db, logs
+from gateway import auth, db, logs, metrics, monitoring, replay
+from gateway.access_trail import AccessTrail
+from gateway.api import audit as audit_api
+from gateway.api import batches as batches_api
+from gateway.api import comparisons as comparisons_api
 from gateway.api import decisions as decisions_api
+from gateway.api import models as models_api
 from gateway.api import notices as notices_api
 from gateway.api import openapi as openapi_api
 from gateway.api import ops as ops_api
@@ -21,19 +26,24 @@ from gateway.api import outcomes as outcomes_api
 from gateway.api import reviews as reviews_api
 from gateway.components import Services
 from gateway.config import PROJECT_ROOT, load_config
+from gateway.crm import writeback as crm_writeback
 from gateway.decision_log import DecisionLog, LogUnavailable
 from gateway.decisions import DecisionService
 from gateway.errors import Problem, log_unavailable
 from gateway.events import EventDispatcher
 from gateway.http import problem_response
 from gateway.integrity import api as integrity_api
+from gateway.monitoring import api as monitoring_api
 from gateway.notices import NoticeRenderer
 from gateway.outbound.connections import build_connections
 from gateway.outcomes import OutcomeLog
+from gateway.personal import PersonalData
 from gateway.pipeline import build_pipelines
 from gateway.plugin_manager import collect_components, describe_plugins, make_plugin_manager
+from gateway.reason_index import reason_rows
 from gateway.registry import ModelRegistry
 from gateway.reviews import ReviewLog
+from gateway.shadow import ShadowRunner
 from gateway.state import GatewayState
 
 log = structlog.get_logger(__name__)
@@ -81,7 +91,17 @@ def create_app(
         engine=engine,
     )
     pipelines = build_pipelines(settings, catalog, services)
-    decision_log = DecisionLog(engine)
+    # No model may read what a pipeline classes as protected (checked at registration).
+    registry.protected = frozenset().union(
+        *(v.protected_fields() for p in pipelines.values() for v in p.validators)
+    )
+    decision_log = DecisionLog(engine, companions=[reason_rows])  # reason-code index
+    state.extras["crm_writeback"] = crm_writeback.install(settings, connections, decision_log)
+    # Personal values are sealed per applicant before storage (docs/auditors.md).
+    personal = PersonalData.from_config(settings, instance, state.config_dir, engine, pipelines)
+    personal.attach(decision_log)  # subject index (and own-subject keys) with each decision
+    # Binned features per decision, for drift, performance and fairness runs.
+    monitor = monitoring.install(settings, decision_log, registry, pipelines, personal, pm, app)
     dbs = settings["database"]
     events = EventDispatcher(pm, **settings["events"], app=app)
     state.extras.update(
@@ -92,21 +112,38 @@ def create_app(
         pipelines=pipelines,
         decision_log=decision_log,
         events=events,
-        decisions=DecisionService(pipelines, decision_log, events, dbs["retry_after_seconds"]),
+        personal_data=personal,
+        decisions=DecisionService(
+            pipelines,
+            decision_log,
+            events,
+            dbs["retry_after_seconds"],
+            personal=personal,
+            shadows=ShadowRunner(engine),
+        ),
         reviews=ReviewLog(engine),
+        access_trail=AccessTrail(engine),
         outcomes=OutcomeLog(engine),
         notices=NoticeRenderer(settings.get("notices"), state.config_dir),
+        monitor=monitor,
     )
+    replay.init_app(app, catalog, services)  # records policy versions; refuses a silent change
 
     logs.init_app(app)
+    metrics.init_app(app)
     auth.init_app(app)
     app.register_blueprint(ops_api.bp)
     app.register_blueprint(decisions_api.bp)
+    app.register_blueprint(models_api.bp)
+    app.register_blueprint(comparisons_api.bp)
     app.register_blueprint(reviews_api.bp)
     app.register_blueprint(outcomes_api.bp)
     app.register_blueprint(notices_api.bp)
     app.register_blueprint(openapi_api.bp)
     app.register_blueprint(integrity_api.bp)
+    app.register_blueprint(audit_api.bp)
+    app.register_blueprint(batches_api.bp)
+    app.register_blueprint(monitoring_api.bp)
     for blueprints in pm.hook.register_blueprints():
         for blueprint in blueprints or ():
             app.register_blueprint(blueprint)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,13 @@ DEMO_CLIENT_FILE = "demo-client.json"
 MODEL_KINDS = ("logistic", "scorecard", "hgb")
 #: Extra demo models, one per other kind, for the commented pipelines of gateway.yaml.
 DEMO_KIND_MODELS = {"german-credit-scorecard": "scorecard", "german-credit-hgb": "hgb"}
-DEMO_SCOPES = ("decisions:create", "decisions:read", "models:admin")
+DEMO_SCOPES = (
+    "decisions:create",
+    "decisions:read",
+    "models:admin",
+    "batches:create",
+    "monitoring:read",
+)
 
 
 def _state() -> Any:
@@ -161,6 +168,122 @@ def models_list(name: str | None) -> None:
         click.echo(f"{info.name}\tv{info.version}\t{info.kind}\t{info.stage}\t{info.sha256[:12]}")
 
 
+@models.command("promote")
+@click.argument("name")
+@click.argument("version", type=int)
+@click.option(
+    "--stage",
+    default="champion",
+    show_default=True,
+    type=click.Choice(["candidate", "challenger", "champion", "archived"]),
+)
+@click.option("--reason", default=None, help="why (kept in the model's stage history)")
+def models_promote(name: str, version: int, stage: str, reason: str | None) -> None:
+    """Move VERSION of NAME to a stage; running servers follow within seconds."""
+    from gateway.registry import ModelNotFound
+
+    registry = _app_registry()
+    try:
+        info = registry.get(name, version=version)
+        problems = (
+            registry.followers.problems(registry.load(info), stage)
+            if stage in ("champion", "challenger")
+            else []
+        )
+        if problems:
+            raise click.ClickException(
+                f"{name} v{version} cannot be {stage}: " + "; ".join(problems)
+            )
+        info = registry.set_stage(name, version, stage, changed_by=_operator(), reason=reason)
+    except ModelNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{info.name} v{info.version} is now {info.stage}")
+
+
+@models.command("rollback")
+@click.argument("name")
+def models_rollback(name: str) -> None:
+    """Make the champion before the current one of NAME the champion again."""
+    from gateway.registry import ModelNotFound
+
+    try:
+        info = _app_registry().rollback(name, changed_by=_operator())
+    except ModelNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{info.name} v{info.version} is the champion again")
+
+
+@models.command("history")
+@click.argument("name")
+def models_history(name: str) -> None:
+    """Every stage change of NAME's versions: when, version, from, to, who, why."""
+    from gateway.app import models_dir
+    from gateway.registry import ModelRegistry
+
+    state = _state()
+    events = ModelRegistry(state.engine, models_dir(state)).history(name)
+    if not events:
+        raise click.ClickException(f"no model named {name!r} is registered")
+    for e in events:
+        click.echo(
+            f"{e['changed_at']}\tv{e['version']}\t{e['from_stage'] or '-'} -> {e['to_stage']}"
+            f"\t{e['changed_by']}\t{e['reason'] or ''}"
+        )
+
+
+@models.command("retrain")
+@click.argument("name")
+@click.option("--pipeline", "pipeline_name", required=True, help="whose labelled decisions")
+@click.option("--since", type=click.DateTime(), default=None, help="only decisions since")
+@click.option("--min-rows", type=int, default=200, show_default=True)
+@click.option("--kind", type=click.Choice(MODEL_KINDS), default=None, help="default: champion's")
+def models_retrain(
+    name: str, pipeline_name: str, since: Any, min_rows: int, kind: str | None
+) -> None:
+    """Train NAME on recent labelled decisions; register it as challenger (never champion)."""
+    from datetime import UTC
+
+    from gateway.app import create_app
+    from gateway.retraining import NotEnoughData, retrain_challenger
+
+    try:
+        app = create_app()
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from exc
+    state = app.extensions["loangate"]
+    try:
+        info = retrain_challenger(
+            state,
+            name,
+            pipeline_name,
+            kind=kind,
+            since=since.replace(tzinfo=UTC) if since else None,
+            min_rows=min_rows,
+            created_by=_operator(),
+        )
+    except NotEnoughData as exc:
+        raise click.ClickException(str(exc)) from exc
+    auc = info.metadata.get("metrics", {}).get("auc", float("nan"))
+    click.echo(f"registered {info.name} v{info.version} as challenger (holdout auc {auc:.3f})")
+
+
+def _app_registry() -> Any:
+    """The registry of a gateway built from the configuration, its pipelines following
+    their models (so a promotion is checked against what they can score with)."""
+    from gateway.app import create_app
+
+    try:
+        app = create_app()
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from exc
+    return app.extensions["loangate"].extras["registry"]
+
+
+def _operator() -> str:
+    """Who runs a command, for the records it leaves."""
+    return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
 # --- plugins ------------------------------------------------------------------
 
 
@@ -187,13 +310,16 @@ def plugins_cmd(as_json: bool) -> None:
 
 
 def ensure_demo_client(state: Any) -> dict[str, str]:
-    """The demo client's credentials, created on first use and kept in the instance folder."""
+    """The demo client's credentials, created on first use (or when the demo scopes grew)
+    and kept in the instance folder."""
     from gateway.auth.clients import create_client, get_client
 
     path = state.instance_path / DEMO_CLIENT_FILE
     if path.exists():
         creds = json.loads(path.read_text())
-        if get_client(state.engine, creds["client_id"]) is not None:
+        known = get_client(state.engine, creds["client_id"])
+        # A demo client from an older release lacks newer scopes: make a new one then.
+        if known is not None and set(DEMO_SCOPES) <= known.scopes:
             return dict(creds)
     client_id, secret = create_client(state.engine, "demo", list(DEMO_SCOPES))
     creds = {"client_id": client_id, "client_secret": secret}
@@ -241,6 +367,13 @@ def serve(bind: str | None, workers: int | None, demo: bool) -> None:
     if workers:
         env["LOANGATE_WORKERS"] = str(workers)
     env.setdefault("LOANGATE_INSTANCE", str(state.instance_path))
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Set before gunicorn starts: its workers then keep their metrics in files there,
+        # which /metrics sums (gateway.metrics). Emptied at each start: counters restart.
+        folder = state.instance_path / "prometheus"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
     args = [
         sys.executable,
         "-m",
@@ -281,16 +414,61 @@ def _add_plugin_commands() -> None:
             main.add_command(command)
 
 
+def _add_personal_commands() -> None:
+    from gateway.personal.cli import make_commands
+
+    for command in make_commands(_state):
+        main.add_command(command)
+
+
 def _add_integrity_commands() -> None:
     from gateway.integrity.cli import add_commands
 
     add_commands(main, _state)
 
 
+def _add_governance_commands() -> None:
+    from gateway.decision_cli import add_commands
+
+    add_commands(main, _state)
+
+
+def _app() -> Any:
+    from gateway.app import create_app
+
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from exc
+
+
+def _add_replay_commands() -> None:
+    from gateway.replay.cli import add_commands
+
+    add_commands(main, _app)
+
+
+def _add_crm_commands() -> None:
+    from gateway.crm.cli import add_commands
+
+    add_commands(main, _state)
+
+
+def _add_monitoring_commands() -> None:
+    from gateway.monitoring.cli import add_commands
+
+    add_commands(main, _app)
+
+
 _add_auth_commands()
 _add_batch_commands()
 _add_plugin_commands()
 _add_integrity_commands()
+_add_governance_commands()
+_add_personal_commands()
+_add_replay_commands()
+_add_crm_commands()
+_add_monitoring_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -131,6 +131,10 @@ class Enricher(Component):
     """Adds features (derived, looked up, fetched) and records what it added."""
 
     kind = "enricher"
+    #: True if its output depends only on the context (a pure computation, like
+    #: ``derived``): replay re-runs it and compares. False (the default, and right for
+    #: anything that looks up or calls out): replay takes what it added from the log.
+    recomputable: ClassVar[bool] = False
 
     def enrich(self, ctx: DecisionContext) -> DecisionContext:
         raise NotImplementedError

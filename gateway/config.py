@@ -19,8 +19,11 @@ from typing import Any
 import jsonschema
 import yaml
 
+from gateway.crm.schema import WRITEBACK_SCHEMA
 from gateway.errors import ConfigError
+from gateway.monitoring.schema import SCHEMA as MONITORING_SCHEMA
 from gateway.outbound.schema import CONNECTIONS_SCHEMA
+from gateway.personal.schema import SCHEMA as PERSONAL_DATA_SCHEMA
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "gateway.yaml"
@@ -33,6 +36,19 @@ _component: dict[str, Any] = {
     "required": ["name"],
     "additionalProperties": False,
     "properties": {"name": {"type": "string"}, "config": {"type": "object"}},
+}
+#: One shadow model of a pipeline: a stage to follow, or a fixed version (gateway.shadow).
+_shadow: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["model"],
+    "properties": {
+        "model": {"type": "string"},
+        "stage": {"enum": ["candidate", "challenger", "champion"]},
+        "version": {"type": "integer", "minimum": 1},
+        "label": {"type": "string", "maxLength": 100},
+    },
+    "not": {"required": ["stage", "version"]},
 }
 _enricher = copy.deepcopy(_component)
 _enricher["properties"]["on_error"] = {"enum": ["fail", "skip", "refer"]}
@@ -72,7 +88,11 @@ GATEWAY_SCHEMA: dict[str, Any] = {
         "models": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"dir": {"type": ["string", "null"]}},
+            "properties": {
+                "dir": {"type": ["string", "null"]},
+                # how often each server process looks for a new version at a followed stage
+                "refresh_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
+            },
         },
         "integrity": {  # tamper evidence (gateway.integrity)
             "type": "object",
@@ -84,9 +104,30 @@ GATEWAY_SCHEMA: dict[str, Any] = {
                 "batch": {"type": "integer", "minimum": 1, "maximum": 100000},
             },
         },
+        "batch": {  # batch files uploaded over HTTP (gateway.batch.jobs)
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "max_upload_bytes": {"type": "integer", "minimum": 1024},
+                "lease_seconds": {"type": "number", "minimum": 1},
+                "chunk_size": {"type": "integer", "minimum": 1, "maximum": 1000000},
+                "dir": {"type": ["string", "null"]},
+            },
+        },
+        "metrics": {  # Prometheus exposition at /metrics (gateway.metrics)
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "bearer_token_env": {"type": ["string", "null"]},
+            },
+        },
         "auth": {"type": "object"},  # checked in detail by gateway.auth
         "notices": {"type": "object"},  # checked in detail by gateway.notices
+        "personal_data": PERSONAL_DATA_SCHEMA,  # keys, subjects, retention (gateway.personal)
         "connections": CONNECTIONS_SCHEMA,  # named outgoing connections (gateway.outbound)
+        "crm_writeback": WRITEBACK_SCHEMA,  # decisions written back to the CRM (gateway.crm)
+        "monitoring": MONITORING_SCHEMA,  # drift, performance, fairness (gateway.monitoring)
         "events": {
             "type": "object",
             "additionalProperties": False,
@@ -116,6 +157,8 @@ GATEWAY_SCHEMA: dict[str, Any] = {
                     "scorer": _component,
                     "explainers": {"type": "array", "items": _component},
                     "policy": _component,
+                    # challengers scoring off the response path (gateway.shadow)
+                    "shadow": {"type": "array", "items": _shadow, "maxItems": 4},
                 },
             },
         },

@@ -10,14 +10,15 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, Table, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
-from gateway.tables import Decision, Review
+from gateway.decision_query import DecisionQuery as DecisionQuery  # re-exported
+from gateway.decision_query import cursor_after, sorted_select
+from gateway.tables import Decision
 
 decisions: Table = Decision.__table__  # type: ignore[assignment]
 
@@ -50,24 +51,6 @@ class StoredDecision:
         return doc
 
 
-@dataclass(frozen=True)
-class DecisionQuery:
-    """Filters for listing decisions, newest first. ``None`` means no filter."""
-
-    since: datetime | None = None
-    until: datetime | None = None
-    pipeline: str | None = None
-    outcome: str | None = None
-    model_name: str | None = None
-    model_version: int | None = None
-    client_id: str | None = None
-    application_id: str | None = None
-    #: True: only decisions with a human review; False: only those without one.
-    reviewed: bool | None = None
-    cursor: str | None = None
-    limit: int = 50
-
-
 def encode_cursor(decision_id: str) -> str:
     return base64.urlsafe_b64encode(decision_id.encode()).decode().rstrip("=")
 
@@ -90,6 +73,9 @@ class DecisionLog:
         self.engine = engine
         #: Builders of the rows written with every decision (see :data:`Companion`).
         self.companions: list[Companion] = list(companions)
+        #: Seals the personal values of documents about to be stored (set by the personal-data
+        #: service); writers that build documents themselves, like the batch runner, use it.
+        self.seal_many: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
 
     def insert(
         self,
@@ -156,40 +142,22 @@ class DecisionLog:
         )
 
     def query(self, q: DecisionQuery) -> tuple[list[bytes], str | None]:
-        """Documents matching ``q`` (newest first) and the cursor of the next page.
+        """Documents matching ``q`` (in its order, newest first by default) and the cursor
+        of the next page.
 
-        Pages are keyed on the time-sortable id, so decisions logged while a client
-        pages through never shift or repeat the pages that follow.
+        Pages are keyed on (sort key, time-sortable id), so decisions logged while a client
+        pages through never shift or repeat the pages that follow
+        (:mod:`gateway.decision_query`).
         """
         c = decisions.c
-        conditions: list[Any] = []
-        if q.since is not None:
-            conditions.append(c.received_at >= q.since)
-        if q.until is not None:
-            conditions.append(c.received_at < q.until)
-        for column, value in (
-            (c.pipeline, q.pipeline),
-            (c.outcome, q.outcome),
-            (c.model_name, q.model_name),
-            (c.model_version, q.model_version),
-            (c.client_id, q.client_id),
-            (c.application_id, q.application_id),
-        ):
-            if value is not None:
-                conditions.append(column == value)
-        if q.reviewed is not None:
-            has_review = select(Review.decision_id).where(Review.decision_id == c.id).exists()
-            conditions.append(has_review if q.reviewed else ~has_review)
-        if q.cursor is not None:
-            conditions.append(c.id < decode_cursor(q.cursor))
-        stmt = select(c.id, c.document).where(*conditions).order_by(c.id.desc()).limit(q.limit + 1)
+        stmt = sorted_select(q, c.id, c.document).limit(q.limit + 1)
         try:
             with self.engine.connect() as conn:
                 rows: Sequence[Any] = conn.execute(stmt).all()
         except (DBAPIError, SQLAlchemyError, OSError) as exc:
             raise LogUnavailable(type(exc).__name__) from exc
         page = rows[: q.limit]
-        next_cursor = encode_cursor(page[-1].id) if len(rows) > q.limit and page else None
+        next_cursor = cursor_after(q, page[-1]) if len(rows) > q.limit and page else None
         return [row.document.encode() for row in page], next_cursor
 
     def ping(self) -> bool:

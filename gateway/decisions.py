@@ -28,8 +28,11 @@ from gateway.decision_log import (
 from gateway.errors import FieldError, Problem, log_unavailable, not_found, validation_failed
 from gateway.events import EventDispatcher, Serialized
 from gateway.idempotency import idempotency_key
+from gateway.metrics import observe_decision
+from gateway.personal import PersonalData
 from gateway.pipeline import Pipeline, StageFailed
 from gateway.record import build_document, row_for
+from gateway.shadow import ShadowRunner
 
 log = structlog.get_logger(__name__)
 
@@ -66,11 +69,17 @@ class DecisionService:
         decision_log: DecisionLog,
         events: EventDispatcher,
         retry_after: int = 2,
+        personal: PersonalData | None = None,
+        shadows: ShadowRunner | None = None,
     ) -> None:
         self.pipelines = pipelines
         self.log = decision_log
         self.events = events
         self.retry_after = retry_after
+        #: Seals personal values before storage, opens them for a replayed answer.
+        self.personal = personal
+        #: Scores decided requests with the pipelines' shadow models, in the background.
+        self.shadows = shadows
 
     def pipeline(self, name: str, adapter: str) -> Pipeline:
         """The pipeline ``name`` if it accepts ``adapter``; a 404 problem otherwise."""
@@ -108,7 +117,12 @@ class DecisionService:
             inbound = decoder() if decoder else adapter.decode(body, headers)
         except Problem as exc:
             problem = exc
-            inbound = Inbound(fields={}, idempotency_key=_header_key(headers))
+            # A decoder that knows which record it failed on says so in ``extra``, so that the
+            # rejection is logged under that application id (e.g. a CRM record to update).
+            app_id = exc.extra.pop("application_id", None)
+            inbound = Inbound(
+                fields={}, application_id=app_id, idempotency_key=_header_key(headers)
+            )
         key = inbound.idempotency_key
         if key is not None:
             replay = self._replay(client_id, key, request_hash)
@@ -136,9 +150,13 @@ class DecisionService:
         if problem is None and ctx.errors:
             problem = validation_failed(ctx.errors)
         document = build_document(ctx, problem)
-        payload = orjson.dumps(document)
         try:
-            self.log.append(row_for(document, request_hash, payload.decode()), document)
+            # Scoring used the values in clear; only the stored record is sealed.
+            stored = self.personal.protect(document) if self.personal else document
+            payload = orjson.dumps(stored)
+            # Companion rows are built from the clear document: they must hold no
+            # personal value (bins, codes, ids), but may be derived from one.
+            self.log.append(row_for(stored, request_hash, payload.decode()), document)
         except DuplicateIdempotencyKey:
             # A concurrent retry with the same key won the race: answer with its record.
             replay = self._replay(client_id, key or "", request_hash)
@@ -149,6 +167,9 @@ class DecisionService:
             log.error("decision_log_unavailable", error=str(exc), pipeline=pipeline.name)
             raise log_unavailable(self.retry_after) from None
         self.events.emit("decision_logged", record=Serialized(payload))
+        observe_decision(ctx, document["outcome"])
+        if pipeline.shadows and self.shadows is not None and problem is None:
+            self.shadows.submit(pipeline, ctx)  # off the response path, never waited for
         if problem is not None:
             problem.extra["decision_id"] = ctx.decision_id
         return Result(document["status_code"], document, problem)
@@ -163,6 +184,8 @@ class DecisionService:
         if stored.request_hash != request_hash:
             raise idempotency_conflict(key)
         document = stored.parsed()
+        if self.personal is not None:  # the caller sent these values: answer them as before
+            document = self.personal.reveal(document, can_read=True)
         problem = None
         if document["status"] != "decided":
             problem = Problem(

@@ -31,3 +31,11 @@ accesslog = None  # the gateway writes its own structured access line
 errorlog = "-"
 loglevel = "warning"
 proc_name = "loangate"
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A worker ended: its live gauges no longer count (counters are kept)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

@@ -149,3 +149,23 @@ def decision_logged(record: dict[str, Any], app: Flask) -> None:
         def decision_logged(record):
             metrics.count(record["outcome"])
     """
+
+
+@hookspec
+def monitoring_alert(alert: Any, app: Flask | None) -> None:
+    """Called for each alert of a drift, performance or fairness run (an alert sink).
+
+    ``alert`` is a :class:`gateway.monitoring.alerts.Alert`: ``kind`` (drift, performance,
+    fairness), ``pipeline``, ``model``, ``version``, ``subject`` (the feature, ``score``,
+    ``model`` or ``<attribute>=<group>``), ``statistic``, ``value``, ``threshold``,
+    ``severity`` and ``run_id``; it never holds a personal value. ``app`` is the gateway's
+    Flask app. Runs in the monitoring run (``loangate monitor run``, from cron), after
+    the run is stored and before the configured webhooks; an exception is logged and the
+    other sinks still run. Return value is ignored.
+
+    Example::
+
+        @hookimpl
+        def monitoring_alert(alert):
+            pager.trigger(f"{alert.kind}: {alert.subject} {alert.statistic}={alert.value}")
+    """

@@ -29,6 +29,7 @@ from gateway.config import validate
 from gateway.context import DecisionContext, StageRecord
 from gateway.errors import ConfigError, Problem
 from gateway.plugin_manager import ComponentEntry
+from gateway.shadow import ShadowModel
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +70,8 @@ class Pipeline:
     validators: tuple[Validator, ...]
     scorer: Scorer
     policy: Policy
+    #: Models scoring its decided requests off the response path (:mod:`gateway.shadow`).
+    shadows: tuple[ShadowModel, ...] = ()
 
     def run(self, ctx: DecisionContext) -> DecisionContext:
         """Run every stage on ``ctx``; raise :class:`StageFailed` on an unexpected error."""
@@ -140,6 +143,19 @@ def _build(
         raise ConfigError(f"{where} ({kind} {name}): {exc}") from exc
 
 
+def build_component(
+    where: str,
+    kind: str,
+    spec: Mapping[str, Any],
+    catalog: Mapping[str, Mapping[str, ComponentEntry]],
+    services: Services,
+) -> Component:
+    """One component from its ``{name, config}`` spec, exactly as a pipeline builds it
+    at start (schema check, then the class); a bad spec raises :class:`ConfigError`
+    located at ``where``. Replay rebuilds logged versions through this too."""
+    return _build(where, kind, spec, catalog, services)
+
+
 def build_pipeline(
     name: str,
     spec: Mapping[str, Any],
@@ -198,6 +214,13 @@ def build_pipeline(
             except ConfigError as exc:
                 raise ConfigError(f"{where}.adapters.{i} (adapter {adapter.name}): {exc}") from exc
 
+    shadows = []
+    for i, item in enumerate(spec.get("shadow", ())):
+        try:
+            shadows.append(ShadowModel(item, services.registry))
+        except Exception as exc:
+            raise ConfigError(f"{where}.shadow.{i}: {exc}") from exc
+
     return Pipeline(
         name=name,
         description=spec.get("description", ""),
@@ -206,6 +229,7 @@ def build_pipeline(
         validators=tuple(validators),
         scorer=scorer,
         policy=policy,
+        shadows=tuple(shadows),
     )
 
 

@@ -7,7 +7,14 @@ allow-list of the scikit-learn/numpy types the gateway's pipelines are made of:
 an artifact that needs anything else is refused, never executed.
 
 Stages: ``candidate`` -> ``challenger`` -> ``champion`` -> ``archived``. There is at
-most one champion per name: promoting one archives the previous champion.
+most one champion per name: promoting one archives the previous champion. Every stage
+change is recorded in ``model_stage_events`` (who, when, from, to, why), which is what
+:meth:`ModelRegistry.rollback` reads. Scorers bound to a stage follow it in every
+process without a restart (:mod:`gateway.model_switch`).
+
+A version whose model reads a protected attribute is refused at registration
+(:class:`ProtectedAttributeUsed`): the attributes are those the pipelines' validators
+class as protected (:attr:`ModelRegistry.protected`) and those its metadata excludes.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +42,7 @@ from sqlalchemy.orm import Session
 from gateway.compiled import COMPILERS, FastModel
 from gateway.context import ModelRef
 from gateway.reason_codes import check_model_metadata
-from gateway.tables import ModelVersion
+from gateway.tables import ModelStageEvent, ModelVersion
 
 STAGES: tuple[str, ...] = ("candidate", "challenger", "champion", "archived")
 
@@ -76,6 +83,10 @@ class RegistryError(Exception):
 
 class ModelNotFound(RegistryError, LookupError):
     """No registered version matches the request."""
+
+
+class ProtectedAttributeUsed(RegistryError, ValueError):
+    """The model reads an attribute classed as protected: it cannot be registered."""
 
 
 class ArtifactIntegrityError(RegistryError):
@@ -142,9 +153,15 @@ class ModelRegistry:
     scorer and an explainer in the same process share one copy.
     """
 
-    def __init__(self, engine: Engine, models_dir: Path) -> None:
+    def __init__(self, engine: Engine, models_dir: Path, protected: Collection[str] = ()) -> None:
+        from gateway.model_switch import StageFollowers
+
         self.engine = engine
         self.models_dir = Path(models_dir)
+        #: Attributes no registered model may read (set from the pipelines' validators).
+        self.protected: frozenset[str] = frozenset(protected)
+        #: Scorers following a stage of a model (see :mod:`gateway.model_switch`).
+        self.followers = StageFollowers(self)
         self._cache: dict[tuple[str, int, str], LoadedModel] = {}
         self._lock = threading.Lock()
 
@@ -164,6 +181,7 @@ class ModelRegistry:
         _check_stage(stage)
         _check_name(name)
         check_model_metadata(metadata)  # a reason-code table naming a protected field is refused
+        self._check_not_protected(name, estimator, metadata, kind)
         metadata_json = json.dumps(metadata, sort_keys=True, default=_json_default)
         data = _dump(estimator)
         sha256 = hashlib.sha256(data).hexdigest()
@@ -191,7 +209,7 @@ class ModelRegistry:
             )
             version = (latest or 0) + 1
             if stage == "champion":
-                self._archive_champion(session, name)
+                self._archive_champion(session, name, created_by)
             row = ModelVersion(
                 name=name,
                 version=version,
@@ -204,6 +222,7 @@ class ModelRegistry:
                 created_by=created_by,
             )
             session.add(row)
+            session.add(_event(name, version, None, stage, created_by, "registered"))
             # The flush takes the (name, version) unique key: from here the version is
             # ours, so its file can be put in place before the commit makes it visible
             # (a file left by a crashed attempt is simply overwritten).
@@ -217,8 +236,19 @@ class ModelRegistry:
                 raise
             return _info(row)
 
-    def set_stage(self, name: str, version: int, stage: str) -> ModelVersionInfo:
-        """Move a version to ``stage``; a new champion archives the previous one."""
+    def set_stage(
+        self,
+        name: str,
+        version: int,
+        stage: str,
+        *,
+        changed_by: str = "system",
+        reason: str | None = None,
+    ) -> ModelVersionInfo:
+        """Move a version to ``stage``; a new champion archives the previous one.
+
+        The change and any archiving it causes are recorded, in one transaction.
+        """
         _check_stage(stage)
         with Session(self.engine) as session, session.begin():
             row = session.scalar(
@@ -229,13 +259,61 @@ class ModelRegistry:
             if row is None:
                 raise ModelNotFound(f"model {name!r} has no version {version}")
             if stage == "champion":
-                self._archive_champion(session, name, keep=version)
-            row.stage = stage
+                self._archive_champion(session, name, changed_by, keep=version)
+            if row.stage != stage:
+                session.add(_event(name, version, row.stage, stage, changed_by, reason))
+                row.stage = stage
             session.flush()
             return _info(row)
 
+    def rollback(self, name: str, *, changed_by: str = "system") -> ModelVersionInfo:
+        """Make the champion before the current one champion again (the current is archived)."""
+        current = self.get(name, stage="champion")
+        with Session(self.engine) as session:
+            previous = session.scalar(
+                sa.select(ModelStageEvent.version)
+                .where(
+                    ModelStageEvent.name == name,
+                    ModelStageEvent.to_stage == "champion",
+                    ModelStageEvent.version != current.version,
+                )
+                .order_by(ModelStageEvent.id.desc())
+                .limit(1)
+            )
+        if previous is None:
+            raise ModelNotFound(f"model {name!r} has had no champion before v{current.version}")
+        return self.set_stage(
+            name,
+            previous,
+            "champion",
+            changed_by=changed_by,
+            reason=f"rollback from v{current.version}",
+        )
+
+    def history(self, name: str) -> builtins.list[dict[str, Any]]:
+        """Every stage change of ``name``'s versions, oldest first."""
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                sa.select(ModelStageEvent)
+                .where(ModelStageEvent.name == name)
+                .order_by(ModelStageEvent.id)
+            )
+            return [
+                {
+                    "version": r.version,
+                    "from_stage": r.from_stage,
+                    "to_stage": r.to_stage,
+                    "changed_by": r.changed_by,
+                    "changed_at": _utc(r.changed_at).isoformat(),
+                    "reason": r.reason,
+                }
+                for r in rows
+            ]
+
     @staticmethod
-    def _archive_champion(session: Session, name: str, keep: int | None = None) -> None:
+    def _archive_champion(
+        session: Session, name: str, changed_by: str, keep: int | None = None
+    ) -> None:
         champions = session.scalars(
             sa.select(ModelVersion)
             .where(ModelVersion.name == name, ModelVersion.stage == "champion")
@@ -243,7 +321,41 @@ class ModelRegistry:
         )
         for row in champions:
             if row.version != keep:
+                session.add(
+                    _event(name, row.version, "champion", "archived", changed_by, "replaced")
+                )
                 row.stage = "archived"
+
+    def _check_not_protected(
+        self, name: str, estimator: Any, metadata: Mapping[str, Any], kind: str
+    ) -> None:
+        """Refuse a model that reads a protected attribute (checked on the artifact itself)."""
+        protected = self.protected | frozenset(metadata.get("protected_excluded", ()))
+        compiler = COMPILERS.get(kind)
+        if compiler is None:
+            raise RegistryError(f"no fast path for model kind {kind!r}")
+        try:
+            fields = frozenset(compiler(estimator, metadata).fields)
+        except Exception as exc:  # whatever the fast path cannot read is not registered
+            raise RegistryError(
+                f"model {name!r} cannot be compiled as a {kind!r} model: {exc}"
+            ) from exc
+        used = fields & protected
+        if used:
+            raise ProtectedAttributeUsed(
+                f"model {name!r} reads protected attribute(s) {', '.join(sorted(used))}: "
+                "protected attributes are kept for fairness monitoring, never model inputs"
+            )
+
+    def stage_heads(self) -> dict[tuple[str, str], ModelVersionInfo]:
+        """The newest version at each (name, stage) of the live stages: one small query."""
+        query = (
+            sa.select(ModelVersion)
+            .where(ModelVersion.stage.in_(("champion", "challenger")))
+            .order_by(ModelVersion.version)
+        )
+        with Session(self.engine) as session:
+            return {(row.name, row.stage): _info(row) for row in session.scalars(query)}
 
     # -- reading -----------------------------------------------------------------
 
@@ -343,10 +455,27 @@ def _dump(estimator: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _utc(value: datetime) -> datetime:
+    # SQLite drops the zone; we always store UTC
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _event(
+    name: str, version: int, from_stage: str | None, to_stage: str, by: str, reason: str | None
+) -> ModelStageEvent:
+    return ModelStageEvent(
+        name=name,
+        version=version,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        changed_by=by,
+        changed_at=datetime.now(UTC),
+        reason=reason,
+    )
+
+
 def _info(row: ModelVersion) -> ModelVersionInfo:
-    created_at = row.created_at
-    if created_at.tzinfo is None:  # SQLite drops the zone; we always store UTC
-        created_at = created_at.replace(tzinfo=UTC)
+    created_at = _utc(row.created_at)
     return ModelVersionInfo(
         name=row.name,
         version=row.version,

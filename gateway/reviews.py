@@ -9,7 +9,7 @@ recorded, so the override report is one ``GROUP BY`` in the database.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from gateway import ids
 from gateway.decision_log import LogUnavailable, decode_cursor, encode_cursor
+from gateway.decision_query import is_override
 from gateway.errors import Problem, not_found
 from gateway.tables import Decision, Review, ReviewReason
 
@@ -137,7 +138,11 @@ class ReviewLog:
         return None if row is None else _record(row)
 
     def queue(
-        self, done: bool = False, cursor: str | None = None, limit: int = 50
+        self,
+        done: bool = False,
+        cursor: str | None = None,
+        limit: int = 50,
+        show: Callable[[Sequence[bytes]], list[bytes]] | None = None,
     ) -> tuple[list[bytes], str | None]:
         """A page of the queue as JSON items ``{"decision": …, "review": …}``.
 
@@ -163,13 +168,17 @@ class ReviewLog:
         except DB_ERRORS as exc:
             raise LogUnavailable(type(exc).__name__) from exc
         page = rows[:limit]
+        stored = [row.document.encode() for row in page]
+        # ``show``: what the reader may see of each document (personal values, see
+        # gateway.personal.views); stored bytes as they are without it.
+        shown = show(stored) if show is not None else stored
         items = [
             b'{"decision":'
-            + row.document.encode()
+            + document
             + b',"review":'
             + (orjson.dumps(_record(row).as_dict()) if done else b"null")
             + b"}"
-            for row in page
+            for row, document in zip(page, shown, strict=True)
         ]
         more = len(rows) > limit and page
         return items, (encode_cursor(page[-1].id) if more else None)
@@ -183,7 +192,7 @@ class ReviewLog:
         codes counts once under each; ``totals`` counts each review once.
         """
         r, rr = reviews.c, review_reasons.c
-        approved = sa.func.sum(sa.case((r.final_outcome == "approve", 1), else_=0))
+        approved = sa.func.sum(sa.case((is_override(r.final_outcome), 1), else_=0))
         declined = sa.func.sum(sa.case((r.final_outcome == "decline", 1), else_=0))
         per_code = (
             sa.select(rr.code, sa.func.count().label("reviewed"), approved, declined)

@@ -11,6 +11,7 @@ from datetime import date, datetime
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Column,
     Date,
     DateTime,
     Float,
@@ -18,7 +19,9 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -73,6 +76,47 @@ class Decision(Base):
         Index(None, "application_id"),
         Index(None, "model_name", "model_version"),
     )
+
+
+class ModelStageEvent(Base):
+    """One stage change of a model version (registration, promotion, rollback). Append-only.
+
+    ``from_stage`` is null for a registration. Rollback reads this history to find the
+    champion before the current one.
+    """
+
+    __tablename__ = "model_stage_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    from_stage: Mapped[str | None] = mapped_column(String(20))
+    to_stage: Mapped[str] = mapped_column(String(20))
+    changed_by: Mapped[str] = mapped_column(String(255))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index(None, "name", "id"),)
+
+
+class ShadowScore(Base):
+    """What a shadow model would have decided, beside the champion's decision."""
+
+    __tablename__ = "shadow_scores"
+
+    decision_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    label: Mapped[str] = mapped_column(String(100), primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    model_name: Mapped[str] = mapped_column(String(100))
+    model_version: Mapped[int] = mapped_column(Integer)
+    probability: Mapped[float] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(20))
+    champion_probability: Mapped[float] = mapped_column(Float)
+    champion_outcome: Mapped[str] = mapped_column(String(20))
+    scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index(None, "pipeline", "received_at"),)
 
 
 class OAuthClient(Base):
@@ -243,3 +287,229 @@ class DecisionCheckpoint(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     sealed_at: Mapped[str] = mapped_column(String(40))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class BatchJob(Base):
+    """A batch file uploaded over HTTP and decided in the background (``/v1/batches``).
+
+    Any gateway process answers its status from this row; the process running it holds a
+    lease (``lease_owner`` until ``lease_expires_at``) that it renews every chunk, and a
+    job whose lease ran out is taken over and resumed (see :mod:`gateway.batch.jobs`).
+    """
+
+    __tablename__ = "batch_jobs"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(255))
+    pipeline: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(10))
+    format: Mapped[str] = mapped_column(String(10))
+    output_format: Mapped[str] = mapped_column(String(10))
+    copybook: Mapped[str | None] = mapped_column(String(100))
+    mapping: Mapped[str | None] = mapped_column(String(100))
+    encoding: Mapped[str] = mapped_column(String(10))
+    input_bytes: Mapped[int] = mapped_column(BigInteger)
+    input_sha256: Mapped[str] = mapped_column(String(64))
+    rows_total: Mapped[int | None] = mapped_column(Integer)
+    rows_done: Mapped[int] = mapped_column(Integer)
+    decided: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    failure: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
+        Index(None, "status", "lease_expires_at"),
+        Index(None, "client_id", "created_at"),
+    )
+
+
+class PolicyVersion(Base):
+    """The settings a pipeline's policy ran with under one version. Append-only.
+
+    Recorded when the gateway starts, so a logged decision's policy version can be
+    rebuilt and replayed after the configuration has moved on (``gateway.replay``).
+    """
+
+    __tablename__ = "policy_versions"
+
+    pipeline: Mapped[str] = mapped_column(String(100), primary_key=True)
+    policy: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[str] = mapped_column(String(50), primary_key=True)
+    config_json: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DecisionReason(Base):
+    """A reason code of a logged decision: an index of the documents, for filters and
+    aggregates. Written in the decision's own transaction (a decision-log companion,
+    :mod:`gateway.reason_index`). Append-only."""
+
+    __tablename__ = "decision_reasons"
+
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"), primary_key=True)
+    code: Mapped[str] = mapped_column(Text, primary_key=True)
+
+    __table_args__ = (Index(None, "code", "decision_id"),)
+
+
+class AccessTrailEntry(Base):
+    """One read of decisions: who, when, through which route or command, with which
+    query (normalised JSON, never a token or a personal value). Append-only."""
+
+    __tablename__ = "access_trail"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(10))  # api | cli
+    action: Mapped[str] = mapped_column(String(200))
+    params: Mapped[str] = mapped_column(Text)
+    result_count: Mapped[int | None] = mapped_column(Integer)
+    request_id: Mapped[str | None] = mapped_column(String(100))
+
+    __table_args__ = (Index(None, "at"), Index(None, "actor", "id"))
+
+
+class SubjectKey(Base):
+    """An applicant's data key, wrapped by a master key (see :mod:`gateway.personal`).
+
+    Personal values in decision documents are encrypted under it; deleting the row
+    crypto-shreds them. ``subject_ref`` is a keyed hash of the applicant's id, never the id.
+    """
+
+    __tablename__ = "subject_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject_ref: Mapped[str] = mapped_column(String(64), unique=True)
+    wrapped_key: Mapped[str] = mapped_column(Text)
+    master_key_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DecisionSubject(Base):
+    """Which subject (keyed hash) and data key a decision's personal values belong to.
+
+    Written in the decision's own transaction; answers "how many decisions does an
+    erasure touch" and "whose latest decision is past retention" without reading documents.
+    """
+
+    __tablename__ = "decision_subjects"
+
+    decision_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    subject_ref: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(32), index=True)
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index(None, "subject_ref", "decided_at"),)
+
+
+class SubjectErasure(Base):
+    """One crypto-shredding: whose (keyed hash), when, by whom, why, and what it touched."""
+
+    __tablename__ = "subject_erasures"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    subject_ref: Mapped[str] = mapped_column(String(64), index=True)
+    erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    erased_by: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(String(20))
+    keys_destroyed: Mapped[int] = mapped_column(Integer)
+    decisions: Mapped[int] = mapped_column(Integer)
+
+
+class CrmOutbox(Base):
+    """A decision's write-back to the CRM record it came from, waiting or done.
+
+    Inserted in the decision's own transaction (a :data:`gateway.decision_log.Companion`),
+    so a committed CRM decision always has its row; the delivery workers update it
+    (claim, attempts, result). ``status``: pending, delivered, failed (permanently) or
+    superseded (a newer decision's write-back reached the record first).
+    """
+
+    __tablename__ = "crm_outbox"
+
+    decision_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    connection: Mapped[str] = mapped_column(String(63))
+    object: Mapped[str] = mapped_column(String(100))
+    record_id: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[str] = mapped_column(Text)  # JSON: the fields to write
+    status: Mapped[str] = mapped_column(String(12))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    last_status: Mapped[int | None] = mapped_column(Integer)  # HTTP status of the last attempt
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'delivered', 'failed', 'superseded')", name="status"
+        ),
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "record_id", "object", "connection"),
+    )
+
+
+#: Feature slots of a ``decision_monitoring`` row (``f00`` ..), one per model feature.
+MONITORING_SLOTS = 40
+#: Protected-group slots (``g0`` ..), one per protected attribute of the pipeline.
+MONITORING_GROUPS = 4
+
+#: One row per logged decision for drift, performance and fairness monitoring, written in
+#: the decision's own transaction (a decision-log companion, :mod:`gateway.monitoring.rows`).
+#: Each slot holds a bin of the reference profile of ``model_name``/``model_version``
+#: (negative codes: -1 missing or imputed, -2 unseen category or invalid, -3 not computed).
+DecisionMonitoring = Table(
+    "decision_monitoring",
+    Base.metadata,
+    Column("decision_id", String(26), primary_key=True),
+    Column("pipeline", String(100), nullable=False),
+    Column("model_name", String(100), nullable=True),
+    Column("model_version", Integer, nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("outcome", String(10), nullable=False),
+    Column("probability", Float, nullable=True),
+    Column("score_bin", SmallInteger, nullable=True),
+    *(Column(f"f{i:02d}", SmallInteger, nullable=True) for i in range(MONITORING_SLOTS)),
+    *(Column(f"g{i}", SmallInteger, nullable=True) for i in range(MONITORING_GROUPS)),
+    Index(
+        "ix_decision_monitoring_version_time",
+        "pipeline",
+        "model_name",
+        "model_version",
+        "received_at",
+        "decision_id",
+    ),
+)
+
+
+class MonitoringRun(Base):
+    """One drift, performance or fairness run: its window, results (JSON) and alert count."""
+
+    __tablename__ = "monitoring_runs"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    pipeline: Mapped[str] = mapped_column(String(100))
+    model_name: Mapped[str] = mapped_column(String(100))
+    model_version: Mapped[int] = mapped_column(Integer)
+    window: Mapped[str] = mapped_column(Text)  # JSON: {last} or {since, until}, and rows
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    results: Mapped[str] = mapped_column(Text)  # JSON
+    alerts: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('drift', 'performance', 'fairness')", name="kind"),
+        Index(None, "kind", "pipeline", "model_name", "started_at"),
+    )

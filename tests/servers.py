@@ -82,7 +82,7 @@ def start_server(db_url: str, tmp: Path, workers: int = 2) -> Server:
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded machine starts 2-4 workers slowly
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"server exited: {log.read_text()[-3000:]}")

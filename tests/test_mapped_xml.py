@@ -58,7 +58,8 @@ def scorer(get_token: Callable[..., str]) -> dict[str, str]:
 
 @pytest.fixture
 def auditor(get_token: Callable[..., str]) -> dict[str, str]:
-    return bearer(get_token("decisions:read"))
+    # pii:read: these tests compare the logged inputs, personal fields included
+    return bearer(get_token("decisions:read", "pii:read"))
 
 
 def post_xml(client: FlaskClient, url: str, body: bytes, headers: dict[str, str]) -> Any:

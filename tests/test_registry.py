@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import skops.io as sio
 import sqlalchemy as sa
 from sklearn.base import BaseEstimator
 
@@ -18,6 +19,7 @@ from gateway.registry import (
     ModelNotFound,
     ModelRegistry,
     ModelVersionInfo,
+    RegistryError,
     UntrustedArtifact,
 )
 from gateway.training import TrainedModel, load_training_data, train_and_register
@@ -158,11 +160,22 @@ def test_tampered_artifact_is_refused(registry: ModelRegistry, trained: TrainedM
 
 
 def test_untrusted_types_are_refused(registry: ModelRegistry, trained: TrainedModel) -> None:
-    info = registry.register(
-        "opaque", Opaque(), trained.metadata, kind="logistic", created_by="tests"
-    )
+    # Registration compiles the model, so an opaque object never gets in that way: put
+    # one in place of a registered artifact, as a tampered models folder would.
+    info = _register(registry, trained)
+    data = sio.dumps(Opaque())
+    registry.artifact(info).write_bytes(data)
+    tampered = replace(info, sha256=hashlib.sha256(data).hexdigest())
     with pytest.raises(UntrustedArtifact, match=r"test_registry\.Opaque"):
-        registry.load(info)
+        registry.load(tampered)
+
+
+def test_a_model_that_cannot_be_compiled_is_refused(
+    registry: ModelRegistry, trained: TrainedModel
+) -> None:
+    with pytest.raises(RegistryError, match="cannot be compiled"):
+        registry.register("opaque", Opaque(), trained.metadata, kind="logistic", created_by="t")
+    assert registry.list("opaque") == []
 
 
 def test_artifact_path_cannot_escape(registry: ModelRegistry, trained: TrainedModel) -> None:

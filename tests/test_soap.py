@@ -190,6 +190,8 @@ def test_decision_matches_rest_and_is_logged_as_soap(
         .get(decision.findtext("lg:decisionId", namespaces=NS))
         .parsed()
     )
+    assert set(stored["application"]["age_in_years"]) == {"$pii"}  # sealed at rest
+    stored = app.extensions["loangate"].extras["personal_data"].reveal(stored, can_read=True)
     assert stored["adapter"] == "soap" and stored["application_id"] == "LN-S1"
     assert stored["application"] == applicant(1)
 
@@ -241,6 +243,11 @@ def test_get_decision_needs_the_read_scope(
         **headers,
     )
     assert fault_of(missing)["reason"] == "not-found"
+    # the read is on the access trail (the refused and the missing ones are not)
+    with app.extensions["loangate"].engine.connect() as conn:
+        trail = conn.execute(sa.text("SELECT channel, action, params FROM access_trail")).all()
+    assert [(t.channel, t.action) for t in trail] == [("soap", "GetDecision")]
+    assert decision_id in trail[0].params
 
 
 # --- faults -----------------------------------------------------------------------------

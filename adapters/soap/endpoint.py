@@ -29,7 +29,9 @@ from adapters.soap.wssecurity import WSSE, WsSecurity, digest_key_file, find_tok
 from adapters.soap.xml import Envelope, NotAnEnvelope, XMLRefused, envelope, parse
 from gateway.auth import authenticate
 from gateway.auth.tokens import Principal
-from gateway.errors import Problem
+from gateway.decision_log import LogUnavailable
+from gateway.errors import Problem, log_unavailable
+from gateway.personal.views import document_for_caller
 from gateway.state import gateway_state
 
 log = structlog.get_logger(__name__)
@@ -107,7 +109,7 @@ def call(pipeline: str) -> Response:
         principal = _authenticate(env, wsdl.OPERATION_SCOPES[operation])
         if operation == "ScoreApplication":
             return _score(binding, env, principal)
-        return _get_decision(binding, env)
+        return _get_decision(binding, env, principal)
     except SoapFault as fault:
         return _fault_response(fault, version, binding.tns, operation)
     except Problem as problem:
@@ -233,12 +235,25 @@ def _score(binding: SoapBinding, env: Envelope, principal: Principal) -> Respons
     return _envelope_response(payload, env.version, 200)
 
 
-def _get_decision(binding: SoapBinding, env: Envelope) -> Response:
+def _get_decision(binding: SoapBinding, env: Envelope, principal: Principal) -> Response:
     decision_id = binding.decision_id(env)
-    stored = gateway_state().extras["decision_log"].get(decision_id)
+    state = gateway_state()
+    stored = state.extras["decision_log"].get(decision_id)
     if stored is None:
         raise client_fault(f"No decision with id {decision_id!r}.", "not-found", 404)
-    document: dict[str, Any] = orjson.loads(stored.document)
+    # Personal values opened for a caller with pii:read, masked otherwise.
+    document: dict[str, Any] = document_for_caller(orjson.loads(stored.document))
+    try:  # a read of the log is on the access trail before it is answered, or not answered
+        state.extras["access_trail"].record(
+            actor=principal.client_id,
+            channel="soap",
+            action="GetDecision",
+            params={"decision_id": decision_id},
+            result_count=1,
+            request_id=g.get("request_id"),
+        )
+    except LogUnavailable:
+        raise log_unavailable(state.config["database"]["retry_after_seconds"]) from None
     payload = binding.response(env.version, "GetDecision", document)
     return _envelope_response(payload, env.version, 200)
 

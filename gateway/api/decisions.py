@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, request
 
+from gateway.api.access import audited
+from gateway.api.audit import decision_query
 from gateway.api.inputs import decision_id_or_404
 from gateway.auth import current_principal, require_scopes
-from gateway.decision_log import DecisionQuery, decode_cursor
-from gateway.errors import FieldError, Problem, bad_request, not_found
+from gateway.decision_query import FILTERS, PAGING, SORTING, DecisionQuery
+from gateway.errors import Problem, not_found
 from gateway.http import answer_decision, json_response, problem_response, raw_json_response
+from gateway.personal.views import documents_for_caller
 from gateway.record import auditor_view
 from gateway.state import gateway_state
 
 bp = Blueprint("decisions", __name__)
 
-MAX_LIMIT = 500
 JSON_TYPES = ("application/json",)
 
 
@@ -48,6 +49,7 @@ def create_decision(pipeline: str) -> Response:
 
 @bp.get("/v1/decisions/<decision_id>")
 @require_scopes("decisions:read")
+@audited
 def get_decision(decision_id: str) -> Response:
     """The full logged record of one decision, with its review and loan outcome beside it."""
     decision_id_or_404(decision_id)  # e.g. a NUL byte, which PostgreSQL refuses outright
@@ -61,88 +63,28 @@ def get_decision(decision_id: str) -> Response:
         "review": review.as_dict() if review else None,
         "loan_outcome": outcome.as_dict() if outcome else None,
     }
-    return raw_json_response(auditor_view(stored.document, linked))
-
-
-_QUERY_PARAMS = {
-    "since",
-    "until",
-    "pipeline",
-    "outcome",
-    "model_name",
-    "model_version",
-    "client_id",
-    "application_id",
-    "reviewed",
-    "cursor",
-    "limit",
-}
-OUTCOMES = {"approve", "refer", "decline", "rejected", "error"}
-
-
-def _param_error(name: str, detail: str) -> Problem:
-    return bad_request(
-        f"Invalid query parameter {name!r}: {detail}",
-        (FieldError(f"/query/{name}", "invalid", detail),),
-    )
+    g.trail_result_count = 1
+    # Personal values: in clear with pii:read, masked without (gateway.personal.views).
+    (shown,) = documents_for_caller([stored.document])
+    return raw_json_response(auditor_view(shown, linked))
 
 
 def parse_query(args: Any) -> DecisionQuery:
-    """A :class:`DecisionQuery` from query-string ``args``; a 400 naming a bad parameter."""
-    for name in args:
-        if name not in _QUERY_PARAMS:
-            raise _param_error(
-                name, "unknown parameter; allowed: " + ", ".join(sorted(_QUERY_PARAMS))
-            )
-    values: dict[str, Any] = {}
-    for name in ("since", "until"):
-        if name in args:
-            try:
-                stamp = datetime.fromisoformat(args[name].replace("Z", "+00:00"))
-            except ValueError:
-                raise _param_error(name, "must be an ISO 8601 date-time") from None
-            if stamp.tzinfo is None:
-                raise _param_error(name, "must carry a time zone (e.g. Z)")
-            values[name] = stamp
-    for name in ("pipeline", "model_name", "client_id", "application_id"):
-        if name in args:
-            if not 0 < len(args[name]) <= 200:
-                raise _param_error(name, "must be 1 to 200 characters")
-            values[name] = args[name]
-    if "reviewed" in args:
-        if args["reviewed"] not in ("true", "false"):
-            raise _param_error("reviewed", "must be true or false")
-        values["reviewed"] = args["reviewed"] == "true"
-    if "outcome" in args:
-        if args["outcome"] not in OUTCOMES:
-            raise _param_error("outcome", f"must be one of {sorted(OUTCOMES)}")
-        values["outcome"] = args["outcome"]
-    for name, low, high in (("model_version", 1, 2**31 - 1), ("limit", 1, MAX_LIMIT)):
-        if name in args:
-            try:
-                number = int(args[name])
-            except ValueError:
-                raise _param_error(name, "must be an integer") from None
-            if not low <= number <= high:
-                raise _param_error(name, f"must be between {low} and {high}")
-            values[name] = number
-    if "cursor" in args:
-        try:
-            decode_cursor(args["cursor"])
-        except ValueError:
-            raise _param_error("cursor", "not a cursor returned by this API") from None
-        values["cursor"] = args["cursor"]
-    return DecisionQuery(**values)
+    """A :class:`DecisionQuery` of a page of records from query-string ``args``; a 400
+    naming a bad parameter (one parser for every reader: :mod:`gateway.decision_query`)."""
+    return decision_query(args, (*FILTERS, *SORTING, *PAGING))
 
 
 @bp.get("/v1/decisions")
 @require_scopes("decisions:read")
+@audited
 def list_decisions() -> Response:
-    """Logged decisions, newest first, filtered, with cursor pagination."""
+    """Logged decisions, newest first (or as sorted), filtered, with cursor pagination."""
     query = parse_query(request.args)
     documents, next_cursor = gateway_state().extras["decision_log"].query(query)
-    # The stored documents are already JSON: splice them instead of re-serialising.
-    body = b'{"items":[' + b",".join(documents) + b'],"next_cursor":'
+    g.trail_params, g.trail_result_count = query.as_params(), len(documents)
+    # Each shown as the caller may see it (personal values opened or masked), then spliced.
+    body = b'{"items":[' + b",".join(documents_for_caller(documents)) + b'],"next_cursor":'
     body += (b'"' + next_cursor.encode() + b'"') if next_cursor else b"null"
     return raw_json_response(body + b"}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
+from gateway.api.access import audited
 from gateway.auth import require_scopes
 from gateway.errors import not_found
 from gateway.notices import NoticeRenderer, notice_for
@@ -33,6 +34,7 @@ def _format() -> str:
 
 @bp.get("/v1/decisions/<decision_id>/notice")
 @require_scopes("decisions:read")
+@audited
 def decision_notice(decision_id: str) -> Response:
     """The notice owed to the applicant of a declined or referred decision."""
     decision_id_or_404(decision_id)

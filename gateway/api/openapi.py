@@ -10,30 +10,23 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app
 
+from gateway import metrics
+from gateway.api import audit as audit_api
+from gateway.api import batches as batches_api
+from gateway.api import comparisons as comparisons_api
+from gateway.api import models as models_api
+from gateway.api.spec import AUTH_ERRORS, json_content, problem, query
 from gateway.auth.scopes import SCOPES
 from gateway.http import json_response
+from gateway.monitoring import api as monitoring_api
+from gateway.replay.api import REPLAY_REPORT
 from gateway.state import gateway_state
 
 bp = Blueprint("openapi", __name__)
 
-PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/problem+json": {"schema": PROBLEM_REF}},
-    }
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-AUTH_ERRORS = {
-    "401": _problem("Missing, expired or invalid access token"),
-    "403": _problem("The token lacks the required scope"),
-}
+_problem = problem
+_json = json_content
+_query = query
 
 NULLABLE_STR = {"type": ["string", "null"]}
 
@@ -327,16 +320,6 @@ def decision_route(summary: str, media_type: str, tag: str) -> dict[str, Any]:
     }
 
 
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
-
-
 def _mapped_xml(summary: str, guide: str) -> dict[str, Any]:
     """A route of an XML adapter driven by a mapping (``mismo``, ``idoc``)."""
     return {
@@ -380,6 +363,7 @@ def build_spec() -> dict[str, Any]:
     """The OpenAPI document for the running gateway."""
     state = gateway_state()
     schemas = dict(SCHEMAS)
+    schemas["ReplayReport"] = REPLAY_REPORT
     pipeline_names = sorted(state.extras["pipelines"])
     variants = []
     for name, pipeline in sorted(state.extras["pipelines"].items()):
@@ -479,44 +463,6 @@ def build_spec() -> dict[str, Any]:
                     "415": _problem("Not JSON"),
                     "422": _problem("Validation failed (the rejection is logged)"),
                     "503": _problem("The decision log is unavailable; retry (Retry-After)"),
-                },
-            }
-        },
-        "/v1/decisions": {
-            "get": {
-                "summary": "List logged decisions, newest first",
-                "tags": ["audit"],
-                "security": [{"bearer": ["decisions:read"]}],
-                "parameters": [
-                    _query(
-                        "since", {"type": "string", "format": "date-time"}, "received at or after"
-                    ),
-                    _query("until", {"type": "string", "format": "date-time"}, "received before"),
-                    _query("pipeline", {"type": "string"}, "pipeline name"),
-                    _query(
-                        "outcome",
-                        {"enum": ["approve", "refer", "decline", "rejected", "error"]},
-                        "outcome",
-                    ),
-                    _query("model_name", {"type": "string"}, "model name"),
-                    _query("model_version", {"type": "integer", "minimum": 1}, "model version"),
-                    _query("client_id", {"type": "string"}, "calling client"),
-                    _query("application_id", {"type": "string"}, "caller's application id"),
-                    _query(
-                        "reviewed",
-                        {"type": "boolean"},
-                        "true: only decisions with a human review; false: only without",
-                    ),
-                    _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
-                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size"),
-                ],
-                "responses": {
-                    "200": _json(
-                        {"$ref": "#/components/schemas/DecisionPage"}, "A page of decisions"
-                    ),
-                    "400": _problem("Bad query parameter"),
-                    **AUTH_ERRORS,
-                    "503": _problem("The decision log is unavailable"),
                 },
             }
         },
@@ -691,6 +637,25 @@ def build_spec() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/decisions/{decision_id}/replay": {
+            "post": {
+                "summary": "Replay one decision with its logged model and policy versions",
+                "description": "Re-runs validation, recomputable enrichment, scoring with the "
+                "logged model version, explanation and the logged policy version, and compares "
+                "the result with the record (docs/auditors.md, Replay). No body; writes nothing.",
+                "tags": ["audit"],
+                "security": [{"bearer": ["decisions:read"]}],
+                "parameters": [DECISION_ID],
+                "responses": {
+                    "200": _json(
+                        {"$ref": "#/components/schemas/ReplayReport"},
+                        "reproduced true, false with the differences, or null with a reason",
+                    ),
+                    **AUTH_ERRORS,
+                    "404": _problem("No such decision"),
+                },
+            }
+        },
         "/v1/decisions/{decision_id}/evidence": {
             "get": {
                 "summary": "A self-contained evidence bundle (docs/auditors.md)",
@@ -823,6 +788,12 @@ def build_spec() -> dict[str, Any]:
             },
         },
     }
+    paths.update(batches_api.openapi_paths())
+    paths.update(models_api.openapi_paths())
+    paths.update(monitoring_api.openapi_paths())
+    paths.update(comparisons_api.openapi_paths())
+    paths.update(metrics.openapi_paths())
+    paths.update(audit_api.openapi_paths())
     # Routes that plugins' blueprints add; the gateway's own descriptions win a clash.
     for contributed in state.extras["plugin_manager"].hook.register_openapi_paths():
         for path, item in (contributed or {}).items():

@@ -8,9 +8,11 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from gateway.api.access import audited
 from gateway.auth import current_principal, require_scopes
 from gateway.errors import FieldError, validation_failed
 from gateway.http import json_response, raw_json_response
+from gateway.personal.views import documents_for_caller
 from gateway.reviews import FINAL_OUTCOMES, MAX_JUSTIFICATION, ReviewLog
 from gateway.state import gateway_state
 
@@ -83,7 +85,9 @@ def review_queue() -> Response:
     status = request.args.get("status", "pending")
     if status not in ("pending", "done"):
         raise query_error("status", "must be 'pending' or 'done'")
-    items, next_cursor = review_log().queue(status == "done", params["cursor"], params["limit"])
+    items, next_cursor = review_log().queue(
+        status == "done", params["cursor"], params["limit"], show=documents_for_caller
+    )
     body = b'{"items":[' + b",".join(items) + b'],"next_cursor":'
     body += (b'"' + next_cursor.encode() + b'"') if next_cursor else b"null"
     return raw_json_response(body + b"}")
@@ -91,6 +95,7 @@ def review_queue() -> Response:
 
 @bp.get("/v1/reviews/report")
 @require_scopes("decisions:read")
+@audited
 def review_report() -> Response:
     """Override rates per reason code."""
     for name in request.args:

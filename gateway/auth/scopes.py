@@ -16,6 +16,11 @@ SCOPES: dict[str, str] = {
     "models:admin": "Register, promote and archive model versions.",
     "decisions:review": "Work the review queue: read referred decisions and record final outcomes.",
     "outcomes:write": "Record how granted loans turned out (repaid or defaulted).",
+    "audit:read": "Read the access trail: who read which decisions, when, with which query.",
+    "batches:create": "Upload batch files of applications and follow their jobs.",
+    "pii:read": "See applicants' personal and protected values in logged decisions in clear.",
+    "monitoring:read": "Read monitoring results: drift, performance, fairness, shadow models "
+    "and business impact (aggregates only).",
 }
 
 

@@ -11,15 +11,18 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.batch.copybook import ENCODINGS, CopybookError, load_copybook
+from gateway.batch.mismo import count_deals
 from gateway.batch.readers import FORMATS, count_rows, guess_format
 from gateway.batch.runner import OUTPUT_FORMATS, score_file
 
 DEFAULT_CLIENT_ID = "batch"
+#: The mapping of ``--format mismo`` when ``--mapping`` names none.
+MISMO_MAPPING = "mappings/mismo-3.4.yaml"
 
 
 @click.group("batch")
 def batch() -> None:
-    """Batch files (CSV, Parquet, COBOL fixed-width)."""
+    """Batch files (CSV, Parquet, COBOL fixed-width, MISMO 3.4 XML or ZIP)."""
 
 
 @batch.command("score")
@@ -67,7 +70,8 @@ def batch() -> None:
 @click.option(
     "--mapping",
     default=None,
-    help="declarative mapping from the file's records to the application (config/mappings/)",
+    help="declarative mapping from the file's records to the application (config/mappings/; "
+    "MISMO files: mappings/mismo-3.4.yaml unless named)",
 )
 @click.option(
     "--client-id",
@@ -114,6 +118,8 @@ def score(
         known = ", ".join(sorted(state.extras["pipelines"]))
         raise click.ClickException(f"no pipeline named {pipeline_name!r} (known: {known})")
     mapper = None
+    if fmt == "mismo" and mapping is None:
+        mapping = MISMO_MAPPING
     if mapping is not None:
         from gateway.mappings import load_mapping
 
@@ -121,7 +127,13 @@ def score(
             mapper = load_mapping(mapping, state.config_dir, pipeline.input_schema())
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from exc
-    total = count_rows(file, fmt, book)
+    try:
+        if fmt == "mismo" and mapper is not None:
+            total = count_deals(file, mapper)
+        else:
+            total = count_rows(file, fmt, book)
+    except ValueError as exc:  # e.g. a ZIP archive that cannot be read
+        raise click.ClickException(f"{file}: {exc}") from exc
     started = perf_counter()
     with click.progressbar(length=total, label=f"{file.name}", file=sys.stderr) as bar:
         try:
@@ -153,6 +165,33 @@ def score(
         f"{summary.rows} rows: {summary.decided} decided, {summary.skipped} already logged; "
         f"{summary.rows / elapsed if elapsed else 0:.0f} rows/s; output {summary.output}"
     )
+
+
+@batch.command("resume-jobs")
+@click.option(
+    "--limit", type=click.IntRange(1, 10_000), default=100, show_default=True, help="most jobs"
+)
+def resume_jobs_command(limit: int) -> None:
+    """Resume uploaded batch jobs whose process died (queued or running, lease run out).
+
+    Each is claimed (one process wins it), resumed from the decision log with no row
+    logged twice, and run to its end here, one after the other.
+    """
+    from gateway.app import create_app
+    from gateway.batch.jobs import job_context, resume_jobs
+    from gateway.errors import ConfigError
+
+    try:
+        app = create_app()
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from exc
+    try:
+        ran = resume_jobs(job_context(app.extensions["loangate"]), limit)
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"the database is unavailable ({type(exc).__name__})") from exc
+    for job_id, status in ran:
+        click.echo(f"{job_id}: {status or 'taken by another process or paused'}")
+    click.echo(f"{len(ran)} job(s) resumed")
 
 
 def make_commands() -> list[click.Command]:

@@ -23,6 +23,7 @@ import orjson
 import pandas as pd
 
 from gateway import ids
+from gateway.batch.columns import evolve
 from gateway.context import DecisionContext, StageRecord
 from gateway.decisions import internal_error
 from gateway.errors import FieldError, Problem, validation_failed
@@ -45,7 +46,8 @@ _Ran = tuple[int, DecisionContext | None, Problem | None, StageRecord | None]
 
 @dataclass(frozen=True)
 class Decided:
-    """One row's decision: its document, serialised once, and its ``decisions`` row."""
+    """One row's decision: its document (in clear), serialised once as stored (personal
+    values sealed when ``decide_frame`` is given ``protect``), and its ``decisions`` row."""
 
     document: dict[str, Any]
     payload: bytes
@@ -67,13 +69,32 @@ def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
         items = column.tolist()
         if pd.api.types.is_float_dtype(column.dtype):
             items = [int(v) if v == v and float(v).is_integer() else v for v in items]
-        values.append(items)
+        values.append(_cells(items))
     if not columns:
         return [{} for _ in range(len(frame))]
     return [
-        {name: _native(v) for name, v in zip(columns, row, strict=True) if not _missing(v)}
+        {name: v for name, v in zip(columns, row, strict=True) if v is not _GONE}
         for row in zip(*values, strict=True)
     ]
+
+
+_GONE = object()  # a missing cell, left out of the row's application
+
+
+def _cells(items: list[Any]) -> list[Any]:
+    """A column's cells as Python values, missing ones as ``_GONE`` (one pass, a column at
+    a time; the common types take the first branch)."""
+    out: list[Any] = []
+    append = out.append
+    for v in items:
+        kind = type(v)
+        if kind is str or kind is int or kind is bool:
+            append(v)
+        elif kind is float:
+            append(_GONE if v != v else v)
+        else:
+            append(_GONE if _missing(v) else _native(v))
+    return out
 
 
 def _missing(value: Any) -> bool:
@@ -102,12 +123,17 @@ def decide_frame(
     request_id: str | None = None,
     row_errors: Mapping[int, Sequence[FieldError]] | None = None,
     application_ids: Sequence[str | None] | None = None,
+    protect: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
 ) -> list[Decided]:
     """Decide every row of ``frame`` with ``pipeline``: one :class:`Decided` per row, in order.
 
     ``keys`` are the rows' idempotency keys and ``application_ids`` the callers' references;
     ``row_errors`` holds, per row position, what a reader or a mapping could not read (the
-    row is rejected with those errors and goes through no stage).
+    row is rejected with those errors and goes through no stage). ``protect`` turns the
+    chunk's documents into the ones stored (personal values sealed:
+    :meth:`gateway.personal.PersonalData.protect_many`): each :class:`Decided` then holds
+    the document in clear (for companion rows and the output file) and the sealed one as
+    its ``payload`` and ``row``, as the single-request path does.
     """
     n = len(frame)
     keys = list(keys) if keys is not None else [None] * n
@@ -152,16 +178,17 @@ def decide_frame(
                 if record is not None:
                     stage_log[i].append(record)
             problems[i] = problem
-    ctxs = [ctx.evolve(stages=tuple(rs)) for ctx, rs in zip(ctxs, stage_log, strict=True)]
-    out = []
+    ctxs = [evolve(ctx, stages=tuple(rs)) for ctx, rs in zip(ctxs, stage_log, strict=True)]
+    documents = []
     for ctx, problem in zip(ctxs, problems, strict=True):
         if problem is None and ctx.errors:
             problem = validation_failed(ctx.errors)
-        document = build_document(ctx, problem)
-        payload = orjson.dumps(document)
-        out.append(
-            Decided(document, payload, row_for(document, ctx.request_hash, payload.decode()))
-        )
+        documents.append(build_document(ctx, problem))
+    sealed = protect(documents) if protect is not None else documents
+    out = []
+    for ctx, document, stored in zip(ctxs, documents, sealed, strict=True):
+        payload = orjson.dumps(stored)
+        out.append(Decided(document, payload, row_for(stored, ctx.request_hash, payload.decode())))
     return out
 
 

@@ -24,8 +24,9 @@ from gateway.errors import FieldError
 if TYPE_CHECKING:
     from gateway.mappings import Mapping as Mapping_
 
-FORMATS = ("csv", "parquet", "fixed")
+FORMATS = ("csv", "parquet", "fixed", "mismo")
 _INTEGER = re.compile(r"[+-]?\d+")
+_INT64 = 2**63
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -54,8 +55,11 @@ def file_sha256(path: str | Path) -> str:
 
 
 def guess_format(path: str | Path) -> str:
-    """``csv``, ``parquet`` or ``fixed`` from a file's suffix (``.dat``/``.txt``: fixed)."""
+    """``csv``, ``parquet``, ``fixed`` or ``mismo`` from a file's suffix (``.dat``/``.txt``:
+    fixed; ``.xml``/``.zip``: MISMO, see :mod:`gateway.batch.mismo`)."""
     suffix = Path(path).suffix.lower()
+    if suffix in (".xml", ".zip"):
+        return "mismo"
     if suffix in (".parquet", ".pq"):
         return "parquet"
     if suffix in (".dat", ".txt", ".ebc", ".fixed"):
@@ -87,8 +91,8 @@ def iter_chunks(
     encoding: str = "cp037",
 ) -> Iterator[Chunk]:
     """The file's rows, ``chunk_size`` at a time."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    if fmt not in FORMATS or fmt == "mismo":  # MISMO: gateway.batch.mismo, through a mapping
+        raise ValueError(f"unknown format {fmt!r} (known: csv, parquet, fixed)")
     first = 1
     if fmt == "fixed":
         if copybook is None:
@@ -134,8 +138,8 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
             text = text.strip()
             if not text:
                 values.append(None)
-            elif _INTEGER.fullmatch(text):
-                values.append(int(text))
+            elif len(text) <= 20 and _INTEGER.fullmatch(text) and -_INT64 <= int(text) < _INT64:
+                values.append(int(text))  # beyond 64 bits: a number, as JSON would carry it
             elif _NUMBER.fullmatch(text):
                 values.append(float(text))
             else:

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.batch.copybook import Copybook
 from gateway.batch.decide import decide_frame
+from gateway.batch.mismo import iter_mismo_chunks
 from gateway.batch.readers import Chunk, file_sha256, iter_chunks, map_chunk
 from gateway.decision_log import DecisionLog, decisions
 from gateway.events import EventDispatcher, Serialized
@@ -137,34 +138,59 @@ def score_file(
     on_chunk: Callable[[int], None] | None = None,
     mapping: Mapping | None = None,
     decision_log: DecisionLog | None = None,
+    on_rows: Callable[[Sequence[dict[str, Any]]], None] | None = None,
+    protect: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
 ) -> BatchSummary:
     """Decide every row of the file at ``path``; resumable (see the module docstring).
 
     ``decision_log`` (default: a plain log on ``engine``) writes each chunk's records with
-    their companion rows.
+    their companion rows. ``on_chunk`` gets each chunk's row count once it is logged;
+    ``on_rows`` its output rows (a job's progress counts outcomes from them); an exception
+    either raises stops the run, leaving the output file incomplete. A ``mismo`` file is
+    read through ``mapping`` (one application per ``DEAL``, :mod:`gateway.batch.mismo`).
+    ``protect`` seals each chunk's personal values before they are logged; by default the
+    log's own sealer (``decision_log.seal_many``, the gateway's personal-data service).
     """
     log = decision_log or DecisionLog(engine)
+    protect = protect or log.seal_many  # personal values are never stored in clear
     sha = file_sha256(path)
     prefix = key_prefix(sha)
     writer = OutputWriter(Path(output), output_format)
     rows = decided = 0
     try:
-        for chunk in iter_chunks(path, fmt, chunk_size, copybook=copybook, encoding=encoding):
-            if mapping is not None:
-                chunk = map_chunk(mapping, chunk)
-            documents, new = _log_chunk(pipeline, log, chunk, prefix, client_id, events)
-            writer.write(
-                [output_row(n, d) for n, d in zip(chunk.row_numbers, documents, strict=True)]
-            )
+        for chunk in _chunks(path, fmt, chunk_size, copybook, encoding, mapping):
+            documents, new = _log_chunk(pipeline, log, chunk, prefix, client_id, events, protect)
+            out = [output_row(n, d) for n, d in zip(chunk.row_numbers, documents, strict=True)]
+            writer.write(out)
             rows += len(documents)
             decided += new
             if on_chunk is not None:
                 on_chunk(len(documents))
+            if on_rows is not None:
+                on_rows(out)
     except BaseException:
         writer.close(complete=False)
         raise
     writer.close()
     return BatchSummary(rows, decided, rows - decided, sha, Path(output))
+
+
+def _chunks(
+    path: str | Path,
+    fmt: str,
+    chunk_size: int,
+    copybook: Copybook | None,
+    encoding: str,
+    mapping: Mapping | None,
+) -> Iterator[Chunk]:
+    """The file's chunks as applications (mapped, when a mapping is given)."""
+    if fmt == "mismo":
+        if mapping is None:
+            raise ValueError("a MISMO file needs a mapping (e.g. mismo-3.4)")
+        yield from iter_mismo_chunks(path, mapping, chunk_size)
+        return
+    for chunk in iter_chunks(path, fmt, chunk_size, copybook=copybook, encoding=encoding):
+        yield chunk if mapping is None else map_chunk(mapping, chunk)
 
 
 @contextmanager
@@ -203,6 +229,7 @@ def _log_chunk(
     prefix: str,
     client_id: str,
     events: EventDispatcher | None,
+    protect: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Decide and log the chunk's rows not yet logged: (every row's document, rows new)."""
     keys = [f"{prefix}{n}" for n in chunk.row_numbers]
@@ -221,6 +248,7 @@ def _log_chunk(
                     keys=[keys[i] for i in todo],
                     row_errors=errs,
                     application_ids=None if app_ids is None else [app_ids[i] for i in todo],
+                    protect=protect,  # personal values sealed (PersonalData.protect_many)
                 )
             try:
                 with log.engine.begin() as conn:  # the whole chunk commits, or none of it

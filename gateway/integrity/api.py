@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
+from gateway.api.access import audited
 from gateway.api.inputs import decision_id_or_404
 from gateway.auth import require_scopes
 from gateway.errors import Problem, not_found
@@ -30,6 +31,7 @@ def verify_log() -> Response:
 
 @bp.get("/v1/decisions/<decision_id>/evidence")
 @require_scopes("decisions:read")
+@audited
 def evidence(decision_id: str) -> Response:
     """The self-contained evidence bundle of one decision (checked by ``verify --bundle``)."""
     decision_id_or_404(decision_id)

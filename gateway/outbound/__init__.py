@@ -7,6 +7,7 @@ correlation id, runs within a wall-clock budget with bounded retries, and goes
 through a circuit breaker and a TTL cache.
 
 Modules: :mod:`.schema` (the config schema), :mod:`.connections` (the registry),
-:mod:`.soap` (SOAP over zeep), :mod:`.calls` (results and failures),
+:mod:`.soap` (SOAP over zeep), :mod:`.rest` (JSON over HTTP,
+OAuth client credentials), :mod:`.calls` (results and failures),
 :mod:`.breaker`, :mod:`.cache`, :mod:`.retry`.
 """

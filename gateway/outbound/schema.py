@@ -1,4 +1,4 @@
-"""JSON Schema of the ``connections:`` section of the gateway configuration.
+"""JSON Schema of the ``connections:`` section of the gateway configuration (SOAP, REST).
 
 Pure data, so :mod:`gateway.config` can check the section without importing zeep.
 """
@@ -9,12 +9,12 @@ from typing import Any
 
 _positive = {"type": "number", "exclusiveMinimum": 0}
 
-CONNECTION_SCHEMA: dict[str, Any] = {
+SOAP_CONNECTION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["wsdl"],
     "properties": {
-        "type": {"enum": ["soap"], "description": "only SOAP for now"},
+        "type": {"enum": ["soap", "rest"], "description": "soap (the default) or rest"},
         "description": {"type": "string"},
         "wsdl": {
             "type": "string",
@@ -80,6 +80,58 @@ CONNECTION_SCHEMA: dict[str, Any] = {
             },
         },
     },
+}
+
+_retries = SOAP_CONNECTION_SCHEMA["properties"]["retries"]
+_breaker = SOAP_CONNECTION_SCHEMA["properties"]["breaker"]
+
+REST_CONNECTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["type", "base_url"],
+    "properties": {
+        "type": {"const": "rest"},
+        "description": {"type": "string"},
+        "base_url": {"type": "string", "pattern": "^https?://[^/?#]+", "description": "API root"},
+        "auth": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["type"],
+            "properties": {
+                "type": {"enum": ["none", "oauth2-client-credentials"]},
+                "token_url": {"type": "string", "pattern": "^https?://"},
+                "client_id_env": {
+                    "type": "string",
+                    "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                    "description": "name of the environment variable holding the client id",
+                },
+                "client_secret_env": {
+                    "type": "string",
+                    "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                    "description": "name of the environment variable holding the secret",
+                },
+                "scope": {"type": "string"},
+            },
+        },
+        "ca_file": {"type": "string", "description": "CA bundle for https (default: system)"},
+        "timeout_ms": {**_positive, "maximum": 600000, "description": "per attempt"},
+        "retries": _retries,
+        "breaker": _breaker,
+        "max_response_bytes": {"type": "integer", "minimum": 1024},
+        "correlation": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"http_header": {"type": "string", "pattern": "^[A-Za-z0-9-]+$"}},
+        },
+    },
+}
+
+#: One connection: ``type: rest`` picks the REST schema, anything else the SOAP one.
+CONNECTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "if": {"required": ["type"], "properties": {"type": {"const": "rest"}}},
+    "then": REST_CONNECTION_SCHEMA,
+    "else": SOAP_CONNECTION_SCHEMA,
 }
 
 CONNECTIONS_SCHEMA: dict[str, Any] = {

@@ -25,6 +25,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from gateway.batch.columns import exact_floats
 from gateway.errors import ConfigError
 
 #: Outcomes from mildest to strictest; the strictest of score band and rule hits wins.
@@ -201,6 +204,26 @@ def evaluate(
         for rule in rules
         if rule.matches(features.get(rule.field))
     )
+
+
+def fired_many(rules: Sequence[HardRule], features: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """``(rows, rules)`` booleans: which rules fire on each row's features, as
+    :meth:`HardRule.matches` decides. An ordering on exact numbers (and a bound that is one)
+    is one numpy comparison over the column; any other cell is matched one by one."""
+    fired = np.zeros((len(features), len(rules)), dtype=bool)
+    compare = {"lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal}
+    for j, rule in enumerate(rules):
+        cells = [f.get(rule.field) for f in features]
+        bound, bound_ok = exact_floats([rule.value])
+        if rule.operator in ORDERING and bound_ok[0]:
+            values, fast = exact_floats(cells)
+            fired[:, j] = fast & compare[rule.operator](values, bound[0])
+            slow: Sequence[int] = np.flatnonzero(~fast).tolist()
+        else:
+            slow = range(len(cells))
+        for i in slow:
+            fired[i, j] = rule.matches(cells[i])
+    return fired
 
 
 def strictest(outcome: str, hits: Sequence[RuleHit]) -> str:

@@ -18,9 +18,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
+from gateway.batch.columns import evolve
 from gateway.components import Policy, Services
 from gateway.context import DecisionContext, ModelRef, PolicyDecision, ReasonCode
 from gateway.errors import ConfigError
@@ -29,8 +32,10 @@ from gateway.reason_codes import ReasonTable, load_reason_table, model_reason_ta
 from plugins.policies.rules import (
     RULES_SCHEMA,
     SEVERITY,
+    RuleHit,
     check_against_schema,
     evaluate,
+    fired_many,
     parse_rules,
     strictest,
 )
@@ -109,6 +114,107 @@ class ThresholdPolicy(Policy):
             rule_hits=tuple(hit.as_dict() for hit in hits),
         )
         return ctx.evolve(decision=decision)
+
+    def decide_many(self, ctxs: Sequence[DecisionContext]) -> list[DecisionContext]:
+        """:meth:`decide` over a chunk: bands from one probability vector, reasons from one
+        contribution matrix (the top ``max_reasons`` adverse fields of every row by one
+        ``lexsort``: largest contribution first, ties by field name as :meth:`reasons`
+        orders them). Hard rules are evaluated per row, as a single request does."""
+        if any(ctx.score is None for ctx in ctxs):
+            raise AssertionError("the policy runs after a scorer")
+        p = np.array([ctx.score.probability for ctx in ctxs if ctx.score is not None])
+        forced = np.array([bool(ctx.notes.get("refer")) for ctx in ctxs], dtype=bool)
+        band = np.where(
+            p < self.approve_below, "approve", np.where(p >= self.decline_at, "decline", "refer")
+        )
+        outcomes = np.where(forced & (p < self.decline_at), "refer", band).tolist()
+        tables = [self.table_for(ctx) for ctx in ctxs]
+        reasons = self._reasons_many(ctxs, outcomes, tables)
+        fired = fired_many(self.rules, [ctx.features for ctx in ctxs])
+        any_fired: list[bool] = np.asarray(fired.any(axis=1)).tolist()
+        fired_rows: list[list[bool]] = fired.tolist()
+        out = []
+        for i, (ctx, outcome, row_reasons, (table_version, _)) in enumerate(
+            zip(ctxs, outcomes, reasons, tables, strict=True)
+        ):
+            hits: tuple[RuleHit, ...] = ()
+            if any_fired[i]:
+                imputed = {imp.field for imp in ctx.imputations}
+                hits = tuple(
+                    RuleHit(rule, rule.field in imputed)
+                    for rule, hit in zip(self.rules, fired_rows[i], strict=True)
+                    if hit
+                )
+            if hits:
+                outcome = strictest(outcome, hits)
+                ranked = sorted(hits, key=lambda hit: -SEVERITY[hit.action])
+                rule_reasons = tuple(
+                    ReasonCode(hit.rule.code, hit.rule.field, hit.rule.text, 0.0) for hit in ranked
+                )
+                row_reasons = (*rule_reasons, *row_reasons)[: self.max_reasons]
+            decision = PolicyDecision(
+                outcome=outcome,
+                reason_codes=row_reasons,
+                policy=self.name,
+                version=self.version,
+                thresholds=self.thresholds,
+                reason_table_version=table_version,
+                rule_hits=tuple(hit.as_dict() for hit in hits),
+            )
+            out.append(evolve(ctx, decision=decision))
+        return out
+
+    def _reasons_many(
+        self,
+        ctxs: Sequence[DecisionContext],
+        outcomes: Sequence[str],
+        tables: Sequence[tuple[str | None, Mapping[str, tuple[str, str]]]],
+    ) -> list[tuple[ReasonCode, ...]]:
+        """:meth:`reasons` of every row not approved by its band, as one matrix."""
+        out: list[tuple[ReasonCode, ...]] = [()] * len(ctxs)
+        rows = [
+            i
+            for i, ctx in enumerate(ctxs)
+            if outcomes[i] != "approve" and ctx.explanation is not None
+        ]
+        if not rows:
+            return out
+        first = ctxs[rows[0]].explanation
+        assert first is not None
+        names = list(first.contributions)
+        codes = tables[rows[0]][1]
+        same = [
+            i
+            for i in rows
+            if tables[i][1] is codes and list(ctxs[i].explanation.contributions) == names  # type: ignore[union-attr]
+        ]
+        for i in set(rows) - set(same):  # another table or other fields: one at a time
+            out[i] = self.reasons(ctxs[i])
+        if not same or not names:
+            return out
+        column = {name: j for j, name in enumerate(names)}
+        values = np.array(
+            [list(ctxs[i].explanation.contributions.values()) for i in same],  # type: ignore[union-attr]
+            dtype=np.float64,
+        )
+        eligible = (values > 0) & np.array([name in codes for name in names])[None, :]
+        for k, i in enumerate(same):
+            for imp in ctxs[i].imputations:
+                j = column.get(imp.field)
+                if j is not None:
+                    eligible[k, j] = False
+        ranked = np.where(eligible, values, -np.inf)
+        by_name = np.argsort(np.argsort(np.array(names, dtype=object)))  # rank of each name
+        order = np.lexsort((-np.broadcast_to(by_name, ranked.shape), -ranked), axis=-1)
+        top = order[:, : self.max_reasons]
+        chosen = np.take_along_axis(eligible, top, axis=-1)
+        for k, i in enumerate(same):
+            out[i] = tuple(
+                ReasonCode(codes[names[j]][0], names[j], codes[names[j]][1], float(values[k, j]))
+                for j, keep in zip(top[k].tolist(), chosen[k].tolist(), strict=True)
+                if keep
+            )
+        return out
 
     def reasons(self, ctx: DecisionContext) -> tuple[ReasonCode, ...]:
         """Up to ``max_reasons`` principal adverse reasons, largest contribution first."""
