@@ -20,12 +20,11 @@ from collections import Counter
 import structlog
 from flask import Blueprint, Response, g, request
 from lxml import etree
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from adapters.salesforce.adapter import KEY_PREFIX, SalesforceAdapter, ack
 from adapters.salesforce.message import Notification, OutboundMessage, read
+from adapters.soap.endpoint import read_body, read_envelope
 from adapters.soap.faults import SoapFault, client_fault, from_problem, render, server_fault
-from adapters.soap.xml import Envelope, NotAnEnvelope, XMLRefused, envelope, parse
 from gateway.auth.tokens import Principal
 from gateway.decisions import DecisionService
 from gateway.errors import Problem
@@ -67,7 +66,10 @@ def _receive(pipeline: str) -> Response:
     # The secret is in the query string, which the access log leaves out (it logs the path).
     if not adapter.secret_matches(request.args.get("secret")):
         raise client_fault("The endpoint URL's secret is missing or wrong.", "unauthorized", 401)
-    message = read(_envelope(_read_body(adapter.max_body_bytes)))
+    body = read_body(
+        ACCEPTED_TYPES, adapter.max_body_bytes, "Send the SOAP 1.1 message as text/xml."
+    )
+    message = read(read_envelope(body))
     client_id = adapter.client_id(message.organization_id)
     if client_id is None:
         log.warning("salesforce_unknown_organization", organization_id=message.organization_id)
@@ -89,29 +91,6 @@ def _receive(pipeline: str) -> Response:
         **counts,
     )
     return Response(ack(), status=200, mimetype="text/xml")
-
-
-def _read_body(limit: int) -> bytes:
-    if (request.mimetype or "") not in ACCEPTED_TYPES:
-        raise client_fault("Send the SOAP 1.1 message as text/xml.", "unsupported-media-type", 415)
-    request.max_content_length = limit  # this route's cap, in place of server.max_body_bytes
-    try:
-        return request.get_data(cache=False)
-    except RequestEntityTooLarge:
-        raise client_fault(
-            "The request body exceeds the size limit.", "payload-too-large", 413
-        ) from None
-
-
-def _envelope(body: bytes) -> Envelope:
-    try:
-        return envelope(parse(body))
-    except NotAnEnvelope as exc:
-        if exc.version_mismatch:
-            raise client_fault(str(exc), "version-mismatch", special="VersionMismatch") from None
-        raise client_fault(str(exc)) from None
-    except XMLRefused as exc:
-        raise client_fault(str(exc)) from None
 
 
 def _check_types(adapter: SalesforceAdapter, message: OutboundMessage) -> None:

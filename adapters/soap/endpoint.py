@@ -101,8 +101,8 @@ def call(pipeline: str) -> Response:
         return _not_found(pipeline)
     version, operation = _version_hint(), "ScoreApplication"
     try:
-        body = _read_body()
-        env = _envelope(body)
+        body = read_body()
+        env = read_envelope(body)
         version = env.version
         operation = binding.operation(env, _action(version))
         _check_must_understand(env, binding.tns)
@@ -119,16 +119,20 @@ def call(pipeline: str) -> Response:
         return _fault_response(server_fault(), version, binding.tns, operation)
 
 
-def _read_body() -> bytes:
+def read_body(
+    accepted: tuple[str, ...] = ACCEPTED_TYPES,
+    limit: int | None = None,
+    expected: str = "Send SOAP 1.1 as text/xml or SOAP 1.2 as application/soap+xml.",
+) -> bytes:
+    """The request body of a SOAP call, as a Client fault when it is not one we take:
+    415 for another media type, 413 past ``limit`` (default: ``server.max_body_bytes``)."""
     mimetype = request.mimetype or ""
-    if mimetype not in ACCEPTED_TYPES:
-        raise client_fault(
-            "Send SOAP 1.1 as text/xml or SOAP 1.2 as application/soap+xml.",
-            "unsupported-media-type",
-            415,
-        )
+    if mimetype not in accepted:
+        raise client_fault(expected, "unsupported-media-type", 415)
+    if limit is not None:
+        request.max_content_length = limit  # this route's cap, in place of the server's
     try:
-        # Werkzeug stops reading past server.max_body_bytes (MAX_CONTENT_LENGTH), chunked too.
+        # Werkzeug stops reading past the cap (MAX_CONTENT_LENGTH), chunked bodies too.
         return request.get_data(cache=False)
     except RequestEntityTooLarge:
         raise client_fault(
@@ -136,7 +140,8 @@ def _read_body() -> bytes:
         ) from None
 
 
-def _envelope(body: bytes) -> Envelope:
+def read_envelope(body: bytes) -> Envelope:
+    """The envelope of ``body`` (hardened parser), or the Client fault saying why not."""
     try:
         return envelope(parse(body))
     except NotAnEnvelope as exc:

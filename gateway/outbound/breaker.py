@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 
@@ -41,6 +42,15 @@ class CircuitBreaker:
         if self._clock() - self._opened_at < self.open_seconds:
             return OPEN
         return HALF_OPEN
+
+    def as_dict(self) -> dict[str, Any]:
+        """The state and settings, as connections describe them."""
+        return {
+            "state": self.state,
+            "failure_threshold": self.failure_threshold,
+            "open_seconds": self.open_seconds,
+            "half_open_probes": self.half_open_probes,
+        }
 
     @property
     def state(self) -> str:

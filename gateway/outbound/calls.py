@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
 
 #: Why a call failed, as recorded in decisions (``soap:<conn>:fallback(<reason>)``).
 REASONS = (
@@ -47,3 +52,21 @@ class CallResult:
     cached: bool
     attempts: int
     elapsed_ms: float
+
+
+def log_failure(
+    connection: str, operation: str, started: float, failure: CallFailed, breaker: str
+) -> CallFailed:
+    """Log a failed outgoing call (no arguments, no secrets) and give the failure back."""
+    log.warning(
+        "outbound_call",
+        connection=connection,
+        operation=operation,
+        outcome="failed",
+        reason=failure.reason,
+        detail=failure.detail,
+        attempts=failure.attempts,
+        breaker=breaker,
+        elapsed_ms=round((perf_counter() - started) * 1000.0, 3),
+    )
+    return failure

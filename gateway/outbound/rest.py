@@ -29,7 +29,7 @@ import structlog
 
 from gateway.errors import ConfigError
 from gateway.outbound.breaker import CircuitBreaker
-from gateway.outbound.calls import CallFailed
+from gateway.outbound.calls import CallFailed, log_failure
 from gateway.outbound.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
@@ -296,18 +296,7 @@ class RestConnection:
         return response.status_code, payload, retry_after
 
     def _failed(self, method: str, started: float, failure: CallFailed) -> CallFailed:
-        log.warning(
-            "outbound_call",
-            connection=self.name,
-            operation=method,
-            outcome="failed",
-            reason=failure.reason,
-            detail=failure.detail,
-            attempts=failure.attempts,
-            breaker=self.breaker.state,
-            elapsed_ms=round((perf_counter() - started) * 1000.0, 3),
-        )
-        return failure
+        return log_failure(self.name, method, started, failure, self.breaker.state)
 
     def describe(self) -> dict[str, Any]:
         """The connection's settings and state, without secrets."""
@@ -322,18 +311,8 @@ class RestConnection:
                 if k in auth
             },
             "timeout_ms": self.timeout * 1000.0,
-            "retries": {
-                "max_attempts": self.retry.max_attempts,
-                "backoff_ms": self.retry.backoff_ms,
-                "max_backoff_ms": self.retry.max_backoff_ms,
-                "jitter": self.retry.jitter,
-            },
-            "breaker": {
-                "state": self.breaker.state,
-                "failure_threshold": self.breaker.failure_threshold,
-                "open_seconds": self.breaker.open_seconds,
-                "half_open_probes": self.breaker.half_open_probes,
-            },
+            "retries": self.retry.as_dict(),
+            "breaker": self.breaker.as_dict(),
             "correlation_header": self.correlation_header,
         }
 

@@ -38,6 +38,15 @@ class RetryPolicy:
     max_backoff_ms: float = 500.0
     jitter: float = 0.5
 
+    def as_dict(self) -> dict[str, float]:
+        """The settings, as connections describe them."""
+        return {
+            "max_attempts": self.max_attempts,
+            "backoff_ms": self.backoff_ms,
+            "max_backoff_ms": self.max_backoff_ms,
+            "jitter": self.jitter,
+        }
+
     def delay_seconds(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based)."""
         base = min(self.max_backoff_ms, self.backoff_ms * 2.0 ** min(attempt - 1, 30))

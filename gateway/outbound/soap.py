@@ -38,7 +38,7 @@ from zeep.wsse.username import UsernameToken
 from gateway.errors import ConfigError
 from gateway.outbound.breaker import CircuitBreaker
 from gateway.outbound.cache import TTLCache
-from gateway.outbound.calls import CallFailed, CallResult
+from gateway.outbound.calls import CallFailed, CallResult, log_failure
 from gateway.outbound.retry import Deadline, RetryPolicy
 
 log = structlog.get_logger(__name__)
@@ -380,18 +380,7 @@ class SoapConnection:
         return result
 
     def _failed(self, operation: str, started: float, failure: CallFailed) -> CallFailed:
-        log.warning(
-            "outbound_call",
-            connection=self.name,
-            operation=operation,
-            outcome="failed",
-            reason=failure.reason,
-            detail=failure.detail,
-            attempts=failure.attempts,
-            breaker=self.breaker.state,
-            elapsed_ms=round((perf_counter() - started) * 1000.0, 3),
-        )
-        return failure
+        return log_failure(self.name, operation, started, failure, self.breaker.state)
 
     def describe(self) -> dict[str, Any]:
         """The connection's settings and state, without secrets."""
@@ -406,18 +395,8 @@ class SoapConnection:
                 k: auth[k] for k in ("type", "username", "password_env", "digest") if k in auth
             },
             "timeout_ms": self.timeout * 1000.0,
-            "retries": {
-                "max_attempts": self.retry.max_attempts,
-                "backoff_ms": self.retry.backoff_ms,
-                "max_backoff_ms": self.retry.max_backoff_ms,
-                "jitter": self.retry.jitter,
-            },
-            "breaker": {
-                "state": self.breaker.state,
-                "failure_threshold": self.breaker.failure_threshold,
-                "open_seconds": self.breaker.open_seconds,
-                "half_open_probes": self.breaker.half_open_probes,
-            },
+            "retries": self.retry.as_dict(),
+            "breaker": self.breaker.as_dict(),
             "cache": {"ttl_seconds": self.cache.ttl, "entries": len(self.cache)},
             "max_in_flight": self.max_in_flight,
             "correlation_header": self.correlation_header,
