@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
@@ -42,6 +42,16 @@ class CircuitBreaker:
         if self._clock() - self._opened_at < self.open_seconds:
             return OPEN
         return HALF_OPEN
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any] | None) -> CircuitBreaker:
+        """The breaker of a connection's ``breaker`` settings."""
+        s = settings or {}
+        return cls(
+            failure_threshold=s.get("failure_threshold", 5),
+            open_seconds=s.get("open_seconds", 30),
+            half_open_probes=s.get("half_open_probes", 1),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The state and settings, as connections describe them."""

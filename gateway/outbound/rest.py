@@ -166,19 +166,8 @@ class RestConnection:
         where = f"connections.{name}"
         self.base_url = str(settings["base_url"]).rstrip("/")
         self.timeout = float(settings.get("timeout_ms", 5000)) / 1000.0
-        retries = settings.get("retries") or {}
-        self.retry = RetryPolicy(
-            max_attempts=retries.get("max_attempts", 2),
-            backoff_ms=retries.get("backoff_ms", 200),
-            max_backoff_ms=retries.get("max_backoff_ms", 2000),
-            jitter=retries.get("jitter", 0.5),
-        )
-        b = settings.get("breaker") or {}
-        self.breaker = CircuitBreaker(
-            failure_threshold=b.get("failure_threshold", 5),
-            open_seconds=b.get("open_seconds", 30),
-            half_open_probes=b.get("half_open_probes", 1),
-        )
+        self.retry = RetryPolicy.from_settings(settings.get("retries"), 200, 2000)
+        self.breaker = CircuitBreaker.from_settings(settings.get("breaker"))
         self.max_bytes = int(settings.get("max_response_bytes", 1 << 20))
         corr = settings.get("correlation") or {}
         self.correlation_header = corr.get("http_header", DEFAULT_CORRELATION_HEADER)

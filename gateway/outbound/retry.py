@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class Deadline:
@@ -37,6 +38,19 @@ class RetryPolicy:
     backoff_ms: float = 50.0
     max_backoff_ms: float = 500.0
     jitter: float = 0.5
+
+    @classmethod
+    def from_settings(
+        cls, settings: Mapping[str, Any] | None, backoff_ms: float, max_backoff_ms: float
+    ) -> RetryPolicy:
+        """The policy of a connection's ``retries`` settings, with its kind's defaults."""
+        s = settings or {}
+        return cls(
+            max_attempts=s.get("max_attempts", 2),
+            backoff_ms=s.get("backoff_ms", backoff_ms),
+            max_backoff_ms=s.get("max_backoff_ms", max_backoff_ms),
+            jitter=s.get("jitter", 0.5),
+        )
 
     def as_dict(self) -> dict[str, float]:
         """The settings, as connections describe them."""

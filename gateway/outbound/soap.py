@@ -186,19 +186,8 @@ class SoapConnection:
         self.settings = dict(settings)
         where = f"connections.{name}"
         self.timeout = float(settings.get("timeout_ms", 1000)) / 1000.0
-        retries = settings.get("retries") or {}
-        self.retry = RetryPolicy(
-            max_attempts=retries.get("max_attempts", 2),
-            backoff_ms=retries.get("backoff_ms", 50),
-            max_backoff_ms=retries.get("max_backoff_ms", 500),
-            jitter=retries.get("jitter", 0.5),
-        )
-        b = settings.get("breaker") or {}
-        self.breaker = CircuitBreaker(
-            failure_threshold=b.get("failure_threshold", 5),
-            open_seconds=b.get("open_seconds", 30),
-            half_open_probes=b.get("half_open_probes", 1),
-        )
+        self.retry = RetryPolicy.from_settings(settings.get("retries"), 50, 500)
+        self.breaker = CircuitBreaker.from_settings(settings.get("breaker"))
         c = settings.get("cache") or {}
         self.cache = TTLCache(c.get("ttl_seconds", 0), c.get("max_entries", 10000))
         self.max_bytes = int(settings.get("max_response_bytes", 1 << 20))
