@@ -7,8 +7,9 @@ A pipeline may declare shadows::
       - {model: german-credit-scorecard, version: 3}     # or one fixed version
 
 After a decision is committed and answered, its final context goes to this process's
-:class:`ShadowRunner`, a bounded queue drained by one background thread: each shadow
-model scores the queued contexts as one frame (the compiled fast path), the pipeline's
+:class:`ShadowRunner`, a bounded queue drained by one background thread in batches
+(gathered for up to half a second, then written in one commit): each shadow model
+scores the queued contexts as one frame (the compiled fast path), the pipeline's
 policy turns each shadow probability into the outcome it would have given (without
 reasons: no explainer runs), and the rows go to ``shadow_scores`` beside the
 champion's probability and outcome. When the queue is full the sample is dropped and
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -95,9 +97,18 @@ class ShadowModel:
 class ShadowRunner:
     """This process's queue of decided contexts for the shadows, and its thread."""
 
-    def __init__(self, engine: Engine, queue_size: int = 10000, batch: int = 256) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        queue_size: int = 10000,
+        batch: int = 1000,
+        linger_seconds: float = 0.5,
+    ) -> None:
         self.engine = engine
         self.batch = batch
+        #: How long the thread gathers a batch after its first item: one shadow commit per
+        #: interval, not per request, so the champion's commits rarely wait behind it.
+        self.linger_seconds = linger_seconds
         self.dropped = 0
         self.scored = 0
         self._queue: queue.Queue[tuple[Any, DecisionContext]] = queue.Queue(queue_size)
@@ -137,9 +148,13 @@ class ShadowRunner:
     def _run(self) -> None:
         while True:
             items = [self._queue.get()]
+            until = time.monotonic() + self.linger_seconds
             while len(items) < self.batch:
+                wait = until - time.monotonic()
                 try:
-                    items.append(self._queue.get_nowait())
+                    items.append(
+                        self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                    )
                 except queue.Empty:
                     break
             try:
