@@ -30,7 +30,7 @@ from gateway.tables import AccessTrailEntry
 
 access_trail: sa.Table = AccessTrailEntry.__table__  # type: ignore[assignment]
 
-CHANNELS = ("api", "cli")
+CHANNELS = ("api", "soap", "cli")
 TRAIL_PARAMS = ("since", "until", "actor", "channel", "cursor", "limit")
 DB_ERRORS = (DBAPIError, SQLAlchemyError, OSError)
 

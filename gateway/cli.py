@@ -281,7 +281,9 @@ def _app_registry() -> Any:
 
 def _operator() -> str:
     """Who runs a command, for the records it leaves."""
-    return f"cli:{os.environ.get('USER', 'unknown')}"
+    from gateway.access_trail import os_user
+
+    return f"cli:{os_user()}"
 
 
 # --- plugins ------------------------------------------------------------------

@@ -109,30 +109,27 @@ class ShadowRunner:
         #: How long the thread gathers a batch after its first item: one shadow commit per
         #: interval, not per request, so the champion's commits rarely wait behind it.
         self.linger_seconds = linger_seconds
+        #: Samples dropped because the queue was full (logged every 1,000).
         self.dropped = 0
-        self.scored = 0
         self._queue: queue.Queue[tuple[Any, DecisionContext]] = queue.Queue(queue_size)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._idle = threading.Condition()
-        self._pending = 0
 
     def submit(self, pipeline: Any, ctx: DecisionContext) -> None:
         """Queue a decided context (never blocks: a full queue drops and counts it)."""
         self._ensure_thread()
-        with self._idle:
-            self._pending += 1
         try:
             self._queue.put_nowait((pipeline, ctx))
         except queue.Full:
-            with self._idle:
-                self._pending -= 1
             self.dropped += 1
+            if self.dropped % 1000 == 1:
+                log.warning("shadow_samples_dropped", dropped=self.dropped)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything queued so far is written (tests, shutdown)."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+        done = self._queue.all_tasks_done
+        with done:
+            return done.wait_for(lambda: self._queue.unfinished_tasks == 0, timeout)
 
     def _ensure_thread(self) -> None:
         # Started on first use, so it is created in the process that uses it (after fork).
@@ -162,9 +159,8 @@ class ShadowRunner:
             except Exception as exc:  # a bad batch or a database blip loses the sample only
                 log.warning("shadow_scoring_failed", error=type(exc).__name__, rows=len(items))
             finally:
-                with self._idle:
-                    self._pending -= len(items)
-                    self._idle.notify_all()
+                for _ in items:
+                    self._queue.task_done()
 
     def _write(self, items: list[tuple[Any, DecisionContext]]) -> None:
         by_pipeline: dict[str, tuple[Any, list[DecisionContext]]] = {}
@@ -178,7 +174,6 @@ class ShadowRunner:
         if rows:
             with self.engine.begin() as conn:
                 conn.execute(insert(shadow_scores), rows)
-            self.scored += len(rows)
 
 
 def _logit_or_none(model: LoadedModel, ctx: DecisionContext) -> float | None:

@@ -48,7 +48,7 @@ def test_trail_route_needs_audit_read_and_checks_its_parameters(
     _, officer = new_client(app, client, "audit:read")
     for params, name in (
         ({"actor": "x" * 300}, "actor"),
-        ({"channel": "soap"}, "channel"),
+        ({"channel": "telex"}, "channel"),
         ({"since": "yesterday"}, "since"),
         ({"cursor": "' OR 1=1 --"}, "cursor"),
         ({"decision_id": "x"}, "decision_id"),
@@ -112,6 +112,18 @@ def test_every_read_of_decisions_is_recorded(
     assert [i["id"] for i in page["items"] + rest["items"]] == [
         i["id"] for i in trail(client, officer, limit=50).get_json()["items"]
     ]
+
+
+def test_reading_the_review_queue_is_recorded(
+    app: Flask, client: FlaskClient, tokens: dict[str, str]
+) -> None:
+    make_decisions(client, tokens["scorer"], 6)
+    queue = client.get("/v1/reviews", headers=bearer(tokens["reviewer"]))
+    assert queue.status_code == 200
+    _, officer = new_client(app, client, "audit:read")
+    items = trail(client, officer).get_json()["items"]
+    (read,) = [i for i in items if i["action"] == "GET /v1/reviews"]
+    assert read["result_count"] == len(queue.get_json()["items"])
 
 
 def test_a_read_that_cannot_be_recorded_is_refused(

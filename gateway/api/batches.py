@@ -38,9 +38,12 @@ from gateway.batch.jobs import (
 )
 from gateway.batch.runner import OUTPUT_FORMATS
 from gateway.batch.uploads import check_upload
-from gateway.errors import ConfigError, FieldError, Problem, bad_request, not_found
+from gateway.errors import ConfigError, Problem, bad_request, not_found
 from gateway.http import json_response
 from gateway.state import gateway_state
+
+from .access import audited
+from .inputs import query_error, unsupported_media_type
 
 bp = Blueprint("batches", __name__)
 
@@ -64,19 +67,11 @@ BLOCK = 1 << 20
 STRING = {"type": "string"}
 
 
-def _query_error(name: str, detail: str) -> Problem:
-    errors = (FieldError(f"/query/{name}", "invalid", detail),)
-    return bad_request(f"Invalid query parameter {name!r}: {detail}", errors)
-
-
 def _format() -> str:
     mimetype = request.mimetype or ""
     fmt = FORMATS_BY_TYPE.get(mimetype) or ("mismo" if mimetype.endswith("+xml") else None)
     if fmt is None:
-        types = ", ".join(sorted(FORMATS_BY_TYPE))
-        raise Problem(
-            415, "unsupported-media-type", "Unsupported media type", f"Send one of: {types}."
-        )
+        raise unsupported_media_type("one of: " + ", ".join(sorted(FORMATS_BY_TYPE)))
     return fmt
 
 
@@ -91,35 +86,35 @@ def create_batch(pipeline: str) -> Response:
     args = request.args
     for name in args:
         if name not in QUERY_PARAMS:
-            raise _query_error(name, "unknown parameter; allowed: " + ", ".join(QUERY_PARAMS))
+            raise query_error(name, "unknown parameter; allowed: " + ", ".join(QUERY_PARAMS))
     fmt = _format()
     encoding = args.get("encoding", "cp037")
     if encoding not in ENCODINGS:
-        raise _query_error("encoding", f"must be one of {', '.join(ENCODINGS)}")
+        raise query_error("encoding", f"must be one of {', '.join(ENCODINGS)}")
     output_format = args.get("output", "csv")
     if output_format not in OUTPUT_FORMATS:
-        raise _query_error("output", f"must be one of {', '.join(OUTPUT_FORMATS)}")
+        raise query_error("output", f"must be one of {', '.join(OUTPUT_FORMATS)}")
     copybook_name = args.get("copybook")
     if fmt == "fixed" and copybook_name is None:
-        raise _query_error("copybook", "a fixed-width file needs a copybook (a name)")
+        raise query_error("copybook", "a fixed-width file needs a copybook (a name)")
     if fmt != "fixed" and copybook_name is not None:
-        raise _query_error("copybook", "only a fixed-width file takes a copybook")
+        raise query_error("copybook", "only a fixed-width file takes a copybook")
     mapping_name = args.get("mapping") or (DEFAULT_MISMO_MAPPING if fmt == "mismo" else None)
     try:
         copybook = open_copybook(state.config_dir, copybook_name)
     except ValueError:
         known = ", ".join(known_names(state.config_dir / "copybooks", COPYBOOK_SUFFIXES))
-        raise _query_error("copybook", f"no such copybook; known: {known}") from None
+        raise query_error("copybook", f"no such copybook; known: {known}") from None
     try:
         mapping = open_mapping(state.config_dir, mapping_name, built)
     except ValueError:
         known = ", ".join(known_names(state.config_dir / "mappings", MAPPING_SUFFIXES))
-        raise _query_error("mapping", f"no such mapping; known: {known}") from None
+        raise query_error("mapping", f"no such mapping; known: {known}") from None
     except ConfigError as exc:  # a mapping that does not fit this pipeline's application
-        raise _query_error("mapping", str(exc)) from None
+        raise query_error("mapping", str(exc)) from None
     if mapping is not None and mapping.source != ("xml" if fmt == "mismo" else "json"):
         wanted = "an XML mapping" if fmt == "mismo" else "a mapping of records (source: json)"
-        raise _query_error("mapping", f"this file needs {wanted}")
+        raise query_error("mapping", f"this file needs {wanted}")
 
     ctx = job_context(state)
     cap = int(batch_settings(state.config)["max_upload_bytes"])
@@ -204,6 +199,7 @@ def get_batch(batch_id: str) -> Response:
 
 
 @bp.get("/v1/batches/<batch_id>/output")
+@audited  # a file of decisions: its download is a read of the log
 def get_batch_output(batch_id: str) -> Response:
     """The job's decisions file (one line per input row), once the job is done."""
     job = readable_job(batch_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 from gateway.api.access import audited
 from gateway.auth import current_principal, require_scopes
@@ -79,6 +79,7 @@ def review_decision(decision_id: str) -> Response:
 
 @bp.get("/v1/reviews")
 @require_scopes("decisions:review")
+@audited  # the queue holds whole decisions
 def review_queue() -> Response:
     """Referred decisions awaiting review (oldest first), or reviewed ones (``status=done``)."""
     params = page_params(request.args, {"status"})
@@ -88,6 +89,7 @@ def review_queue() -> Response:
     items, next_cursor = review_log().queue(
         status == "done", params["cursor"], params["limit"], show=documents_for_caller
     )
+    g.trail_result_count = len(items)
     body = b'{"items":[' + b",".join(items) + b'],"next_cursor":'
     body += (b'"' + next_cursor.encode() + b'"') if next_cursor else b"null"
     return raw_json_response(body + b"}")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Callable
 from typing import Any
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.access_trail import os_user
 from gateway.errors import ConfigError
 from gateway.personal.crypto import DecryptionError
 from gateway.personal.service import PersonalData
@@ -46,7 +46,7 @@ def make_commands(open_state: Callable[[], Any]) -> list[click.Command]:
         they are, so `loangate verify` still passes.
         """
         try:
-            done = service().erase(subject_id, erased_by or getpass.getuser())
+            done = service().erase(subject_id, erased_by or os_user())
         except SQLAlchemyError as exc:
             raise click.ClickException(f"database unavailable ({type(exc).__name__})") from exc
         click.echo(

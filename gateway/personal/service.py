@@ -136,6 +136,8 @@ class PersonalData:
         #: :meth:`companion` in their decision's transaction (bounded: a failed append
         #: leaves its entry behind).
         self._pending: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        #: decision id -> (subject ref, key id) it was sealed under, until its companion runs
+        self._sealed: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._in_transaction = False
 
     def attach(self, decision_log: DecisionLog) -> None:
@@ -182,11 +184,22 @@ class PersonalData:
         if not personal:
             return document
         try:
-            return documents.protect(
+            sealed = documents.protect(
                 document, personal, self._key_for_document(document), self.subject_id(document)
             )
         except DB_ERRORS as exc:
             raise LogUnavailable(type(exc).__name__) from exc
+        return self._remember(sealed)
+
+    def _remember(self, sealed: dict[str, Any]) -> dict[str, Any]:
+        """Note which subject and key ``sealed`` went under, for its companion row: the
+        subject index then names the very key used, with no second lookup."""
+        meta = sealed.get(documents.MEMBER)
+        if isinstance(meta, dict):
+            self._sealed[str(sealed["decision_id"])] = (meta["subject"], meta["key"])
+            while len(self._sealed) > PENDING_LIMIT:
+                self._sealed.popitem(last=False)
+        return sealed
 
     def protect_many(self, stored: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """:meth:`protect` for a batch chunk: the subjects' keys got or made at once."""
@@ -208,7 +221,7 @@ class PersonalData:
             return named[sid], *keys[named[sid]]
 
         return [
-            documents.protect(d, f, named_key, sid)
+            self._remember(documents.protect(d, f, named_key, sid))
             for d, f, sid in zip(stored, fields, ids_of, strict=True)
         ]
 
@@ -241,11 +254,15 @@ class PersonalData:
     def companion(self, document: Mapping[str, Any]) -> list[tuple[Table, dict[str, Any]]]:
         """The ``decision_subjects`` row of a decision (a decision-log companion)."""
         rows: list[tuple[Table, dict[str, Any]]] = []
-        pending = self._pending.pop(str(document["decision_id"]), None)
+        decision_id = str(document["decision_id"])
+        pending = self._pending.pop(decision_id, None)
+        sealed = self._sealed.pop(decision_id, None)
         meta = document.get(documents.MEMBER)
         if pending is not None:  # a decision that is its own subject: its key too
             rows.append((keys_table, pending))
             ref, key_id = pending["subject_ref"], pending["key_id"]
+        elif sealed is not None:  # sealed just now by protect: under this very key
+            ref, key_id = sealed
         elif isinstance(meta, dict):  # the stored document
             ref, key_id = meta["subject"], meta["key"]
         else:  # the document in clear: its subject's key was just got (cached) by protect
