@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from gateway import ids
+from gateway.db import aware
 from gateway.decision_log import LogUnavailable, decode_cursor, encode_cursor
 from gateway.decision_query import QueryError, parse_query
 from gateway.tables import AccessTrailEntry
@@ -90,7 +91,7 @@ def parse_trail_query(args: Mapping[str, str]) -> TrailQuery:
 
 
 def _as_dict(row: Any) -> dict[str, Any]:
-    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
+    at = aware(row.at)
     return {
         "id": row.id,
         "at": at.astimezone(UTC).isoformat(),

@@ -7,8 +7,9 @@ PostgreSQL keeps its durable default (``synchronous_commit=on``).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -59,3 +60,15 @@ def upgrade(engine: Engine, revision: str = "heads") -> None:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+@overload
+def aware(value: datetime) -> datetime: ...
+@overload
+def aware(value: None) -> None: ...
+def aware(value: datetime | None) -> datetime | None:
+    """A time read back from the database, made aware: SQLite hands back naive datetimes,
+    and every time the gateway stores is UTC. Aware values (PostgreSQL) pass unchanged."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from gateway.db import aware
 from gateway.decision_log import LogUnavailable
 from gateway.decision_query import DecisionQuery, is_override, sorted_select
 from gateway.reason_index import reason_codes
@@ -86,14 +87,6 @@ def columns() -> list[tuple[str, pa.DataType]]:
     return [*FACT_COLUMNS, *((f"application.{n}", pa.string()) for n in APPLICATION_FIELDS)]
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    """An aware time: SQLite hands back naive UTC; PostgreSQL's carry their offset, which
-    Parquet and ISO 8601 keep (converting each to UTC here costs more than the export)."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 def _statement(q: DecisionQuery) -> sa.Select[Any]:
     d, r = decisions.c, reviews.c
     stmt = sorted_select(
@@ -124,8 +117,8 @@ def _row(row: Any) -> list[Any]:
     document = orjson.loads(row.document)
     return [
         row.id,
-        _utc(row.received_at),
-        _utc(row.decided_at),
+        aware(row.received_at),
+        aware(row.decided_at),
         row.pipeline,
         row.adapter,
         row.client_id,
@@ -140,7 +133,7 @@ def _row(row: Any) -> list[Any]:
         reason_codes(document),
         row.final_outcome,
         row.reviewer,
-        _utc(row.reviewed_at),
+        aware(row.reviewed_at),
         None if row.final_outcome is None else bool(is_override(row.final_outcome)),
         *application_values(document),
     ]

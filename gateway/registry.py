@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from gateway.compiled import COMPILERS, FastModel
 from gateway.context import ModelRef
+from gateway.db import aware
 from gateway.reason_codes import check_model_metadata
 from gateway.tables import ModelStageEvent, ModelVersion
 
@@ -304,7 +305,7 @@ class ModelRegistry:
                     "from_stage": r.from_stage,
                     "to_stage": r.to_stage,
                     "changed_by": r.changed_by,
-                    "changed_at": _utc(r.changed_at).isoformat(),
+                    "changed_at": aware(r.changed_at).isoformat(),
                     "reason": r.reason,
                 }
                 for r in rows
@@ -455,11 +456,6 @@ def _dump(estimator: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite drops the zone; we always store UTC
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _event(
     name: str, version: int, from_stage: str | None, to_stage: str, by: str, reason: str | None
 ) -> ModelStageEvent:
@@ -475,7 +471,7 @@ def _event(
 
 
 def _info(row: ModelVersion) -> ModelVersionInfo:
-    created_at = _utc(row.created_at)
+    created_at = aware(row.created_at)
     return ModelVersionInfo(
         name=row.name,
         version=row.version,

@@ -29,6 +29,7 @@ from gateway.config import DEFAULT_CONFIG_FILE, load_config
 from gateway.crm import outbox
 from gateway.crm.delivery import Deliverer
 from gateway.crm.writeback import Writeback, configure
+from gateway.db import aware
 from gateway.errors import ConfigError, Problem
 from gateway.hookspecs import hookimpl
 from gateway.outbound.calls import CallFailed
@@ -473,7 +474,7 @@ def test_408_429_and_5xx_are_retried_with_backoff(
     deliverer.drain()
     row = outbox_rows(engine)[document["decision_id"]]
     assert (row["status"], row["attempts"], row["last_status"]) == ("pending", 1, status)
-    assert outbox.aware(row["next_attempt_at"]) > outbox.aware(row["created_at"])
+    assert aware(row["next_attempt_at"]) > aware(row["created_at"])
     wait_for(lambda: deliverer.drain().retrying > 0, "a second attempt")
     assert outbox_rows(engine)[document["decision_id"]]["attempts"] == 2
     del crm.statuses["REC-1"]

@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.batch.copybook import Copybook, CopybookError, load_copybook
 from gateway.batch.runner import score_file
+from gateway.db import aware
 from gateway.events import EventDispatcher
 from gateway.mappings import Mapping as MappingFile
 from gateway.mappings import load_mapping
@@ -62,11 +63,6 @@ def batch_settings(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes: every stored time is UTC."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def new_owner() -> str:
@@ -131,10 +127,10 @@ class Job:
             failure=row.failure,
             attempts=row.attempts,
             lease_owner=row.lease_owner,
-            lease_expires_at=_aware(row.lease_expires_at),
-            created_at=_aware(row.created_at),  # type: ignore[arg-type]
-            updated_at=_aware(row.updated_at),  # type: ignore[arg-type]
-            finished_at=_aware(row.finished_at),
+            lease_expires_at=aware(row.lease_expires_at),
+            created_at=aware(row.created_at),
+            updated_at=aware(row.updated_at),
+            finished_at=aware(row.finished_at),
         )
 
     def status_document(self) -> dict[str, Any]:

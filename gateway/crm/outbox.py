@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, exists, func, or_, select, update
 
 from gateway.crm.writeback import outbox
+from gateway.db import aware
 
 c = outbox.c
 PENDING, DELIVERED, FAILED, SUPERSEDED = "pending", "delivered", "failed", "superseded"
@@ -26,11 +27,6 @@ STATUSES = (PENDING, DELIVERED, FAILED, SUPERSEDED)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def aware(value: datetime) -> datetime:
-    """``value`` as an aware UTC datetime (SQLite hands back naive ones)."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
