@@ -334,8 +334,9 @@ def ensure_demo_client(state: Any) -> dict[str, str]:
 @main.command("serve")
 @click.option("--bind", default=None, help="host:port (default: server.bind)")
 @click.option("--workers", type=int, default=None, help="gunicorn workers")
+@click.option("--threads", type=int, default=None, help="request threads per worker")
 @click.option("--demo", is_flag=True, help="also train the demo model and print a demo client")
-def serve(bind: str | None, workers: int | None, demo: bool) -> None:
+def serve(bind: str | None, workers: int | None, threads: int | None, demo: bool) -> None:
     """Migrate the database, then serve the gateway under gunicorn."""
     from gateway import db as database
 
@@ -368,6 +369,8 @@ def serve(bind: str | None, workers: int | None, demo: bool) -> None:
     env["LOANGATE_BIND"] = bind
     if workers:
         env["LOANGATE_WORKERS"] = str(workers)
+    if threads:
+        env["LOANGATE_SERVER__THREADS"] = str(threads)
     env.setdefault("LOANGATE_INSTANCE", str(state.instance_path))
     if not env.get("PROMETHEUS_MULTIPROC_DIR"):
         # Set before gunicorn starts: its workers then keep their metrics in files there,

@@ -64,6 +64,7 @@ GATEWAY_SCHEMA: dict[str, Any] = {
             "properties": {
                 "max_body_bytes": {"type": "integer", "minimum": 1024},
                 "workers": {"type": ["integer", "null"], "minimum": 1},
+                "threads": {"type": "integer", "minimum": 1, "maximum": 64},
                 "bind": {"type": "string"},
                 "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
                 "graceful_timeout_seconds": {"type": "number", "minimum": 0},

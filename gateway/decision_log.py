@@ -14,10 +14,12 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, Table, insert, select
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from gateway.decision_query import DecisionQuery as DecisionQuery  # re-exported
 from gateway.decision_query import cursor_after, sorted_select
+from gateway.log_writer import GroupCommitter, RowConflict, Rows, RowWriter
+from gateway.log_writer import LogUnavailable as LogUnavailable  # re-exported
 from gateway.tables import Decision
 
 decisions: Table = Decision.__table__  # type: ignore[assignment]
@@ -27,10 +29,6 @@ decisions: Table = Decision.__table__  # type: ignore[assignment]
 #: outbox...): called with the decision document, it returns ``(table, row)`` pairs. A
 #: companion row is committed exactly when its decision is, never one without the other.
 Companion = Callable[[Mapping[str, Any]], Iterable[tuple[Table, dict[str, Any]]]]
-
-
-class LogUnavailable(Exception):
-    """The log could not be written or read (database down, disk full...)."""
 
 
 class DuplicateIdempotencyKey(Exception):
@@ -69,8 +67,14 @@ def decode_cursor(cursor: str) -> str:
 class DecisionLog:
     """Append and read decision records in the gateway's database."""
 
-    def __init__(self, engine: Engine, companions: Iterable[Companion] = ()) -> None:
+    def __init__(
+        self, engine: Engine, companions: Iterable[Companion] = (), group_commit: bool = False
+    ) -> None:
         self.engine = engine
+        self._writer = RowWriter(engine)
+        #: Shares commits between concurrent request threads (threaded workers); without it,
+        #: each append commits on its own.
+        self.group_commit = GroupCommitter(self._writer) if group_commit else None
         #: Builders of the rows written with every decision (see :data:`Companion`).
         self.companions: list[Companion] = list(companions)
         #: Seals the personal values of documents about to be stored (set by the personal-data
@@ -85,29 +89,54 @@ class DecisionLog:
     ) -> None:
         """Insert ``rows`` (of ``documents``) and their companion rows in ``conn``'s transaction."""
         conn.execute(insert(decisions), list(rows))
+        for table, table_rows in self.companion_rows(documents).items():
+            conn.execute(insert(table), table_rows)
+
+    def companion_rows(
+        self, documents: Iterable[Mapping[str, Any]]
+    ) -> dict[Table, list[dict[str, Any]]]:
+        """The companion rows of ``documents``, by table."""
         extra: dict[Table, list[dict[str, Any]]] = {}
         for companion in self.companions:
             for document in documents:
                 for table, row in companion(document):
                     extra.setdefault(table, []).append(row)
-        for table, table_rows in extra.items():
-            conn.execute(insert(table), table_rows)
+        return extra
+
+    def serve(self, threads: int) -> None:
+        """Set the log up for a server process answering on ``threads`` threads: keep the
+        write connection, and share commits between threads when there are several."""
+        self._writer.keep = True
+        if threads > 1 and self.group_commit is None:
+            self.group_commit = GroupCommitter(self._writer)
+
+    def rows(self, row: dict[str, Any], document: Mapping[str, Any] | None) -> list[Rows]:
+        """The record ``row`` and its companion rows, grouped by table."""
+        groups: list[Rows] = [(decisions, [row])]
+        if document is not None:
+            groups.extend(self.companion_rows([document]).items())
+        return groups
 
     def append(self, row: dict[str, Any], document: Mapping[str, Any] | None = None) -> None:
         """Insert one record (and its companion rows) and commit it durably.
 
-        ``document`` is the record's parsed document, parsed from ``row`` if not given.
+        ``document`` is the record's parsed document, parsed from ``row`` if not given. The
+        companion rows are built before any transaction opens; the write itself is one
+        round trip (:mod:`gateway.log_writer`), shared with concurrent threads' writes when
+        :attr:`group_commit` is on.
         """
         if document is None and self.companions:
             document = orjson.loads(row["document"])
+        groups = self.rows(row, document)
         try:
-            with self.engine.begin() as conn:
-                self.insert(conn, [row], [document] if document is not None else [])
-        except IntegrityError as exc:
+            if self.group_commit is not None:
+                self.group_commit.write(groups)
+            else:
+                with self._writer.lock:
+                    self._writer.write(groups)
+        except RowConflict as exc:
             if row.get("idempotency_key") is not None:
                 raise DuplicateIdempotencyKey(row["idempotency_key"]) from exc
-            raise LogUnavailable(type(exc).__name__) from exc
-        except (DBAPIError, SQLAlchemyError, OSError) as exc:
             raise LogUnavailable(type(exc).__name__) from exc
 
     def _one(self, stmt: Any) -> StoredDecision | None:

@@ -1,8 +1,10 @@
 """gunicorn settings for ``loangate serve`` (read from the gateway configuration).
 
-Sync workers: a decision is CPU work plus one durable commit, so one request per
-worker at a time is the right shape; scale with workers (2 x cores + 1 by default,
-capped at 8) and hosts, not threads.
+A decision is CPU work plus one durable commit. With ``server.threads: 1`` each worker is a
+sync worker answering one request at a time, and every decision pays its own flush; with more
+threads (gthread workers) the decisions of one worker's threads share commits
+(:mod:`gateway.log_writer`), which is where a durable log's throughput is. Scale with workers
+(2 x cores + 1 by default, capped at 8) and hosts.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ workers = int(
     or _server.get("workers")
     or min(2 * multiprocessing.cpu_count() + 1, 8)
 )
-worker_class = "sync"
+# Threaded workers let concurrent decisions share one commit (gateway.log_writer).
+threads = int(_server.get("threads") or 1)
+worker_class = "gthread" if threads > 1 else "sync"
 timeout = int(_server.get("timeout_seconds", 30))
 graceful_timeout = int(_server.get("graceful_timeout_seconds", 20))
 keepalive = 5
