@@ -169,9 +169,23 @@ class DecisionContext:
     notes: Mapping[str, Any] = field(default_factory=dict)
 
     def evolve(self, **changes: Any) -> DecisionContext:
-        """Return a copy with ``changes`` applied."""
-        return dataclasses.replace(self, **changes)
+        """Return a copy with ``changes`` applied.
+
+        What ``dataclasses.replace`` does, without re-running ``__init__`` over every field:
+        a stage evolves the context several times per request, and this is a few times cheaper.
+        """
+        unknown = changes.keys() - _CONTEXT_FIELDS
+        if unknown:
+            raise TypeError(f"DecisionContext has no field(s) {', '.join(sorted(unknown))}")
+        copy = object.__new__(DecisionContext)
+        state = copy.__dict__
+        state.update(self.__dict__)
+        state.update(changes)
+        return copy
 
     @property
     def rejected(self) -> bool:
         return bool(self.errors)
+
+
+_CONTEXT_FIELDS = frozenset(f.name for f in dataclasses.fields(DecisionContext))

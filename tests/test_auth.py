@@ -821,3 +821,37 @@ def test_import_uses_no_deprecated_authlib_jose() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+class CountingAlgorithm:
+    """Wraps a JWS algorithm to count signature checks."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.checks = inner, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def verify(self, *args: Any) -> bool:
+        self.checks += 1
+        return bool(self.inner.verify(*args))
+
+
+def test_a_verified_token_is_checked_once_until_it_expires(app: Flask) -> None:
+    s = service(app)
+    issuer = s.verifier._issuers[ISSUER]
+    counting = CountingAlgorithm(issuer.algorithm_models["RS256"])
+    issuer.algorithm_models["RS256"] = counting  # type: ignore[assignment]
+    token = s.mint_token("lgc_test", ["decisions:read"])
+    client = app.test_client()
+    for _ in range(3):
+        assert client.get("/read", headers=bearer(token)).status_code == 200
+    assert counting.checks == 1
+    # Once its expiry has passed, a remembered token is checked afresh (and refused if the
+    # check fails): the cache never extends a token's life.
+    principal, _, cached_issuer, kid, key = s.verifier._verified[token]
+    s.verifier._verified[token] = (principal, time.time() - 1, cached_issuer, kid, key)
+    assert client.get("/read", headers=bearer(token)).status_code == 200
+    assert counting.checks == 2
+    # A forged token that merely shares a prefix with a remembered one is checked in full.
+    assert_invalid_token(client.get("/read", headers=bearer(token[:-2] + "AA")))

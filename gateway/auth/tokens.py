@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: Longest token accepted (bytes); real access tokens are well under 2 KB.
 MAX_TOKEN_LENGTH = 8192
+#: Verified tokens remembered per process (see ``TokenVerifier._verified``).
+MAX_VERIFIED_TOKENS = 10_000
 #: A jwks_uri is re-fetched at most this often, and only when an unknown kid arrives.
 JWKS_REFRESH_SECONDS = 300.0
 JWKS_FETCH_TIMEOUT = 5.0
@@ -211,6 +213,11 @@ class TokenVerifier:
     def __init__(self, issuers: list[_Issuer], realm: str = "loangate") -> None:
         self._issuers = {issuer.name: issuer for issuer in issuers}
         self.realm = realm
+        #: Tokens already verified, so a client's next requests skip the signature check:
+        #: token -> (principal, valid until (epoch s), issuer, kid, key it was verified with).
+        #: A hit still needs its key to be the issuer's current key for its kid (a rotated-out
+        #: or replaced key ends it) and its expiry not passed.
+        self._verified: dict[str, tuple[Principal, float, _Issuer, str | None, Key]] = {}
 
     @classmethod
     def from_settings(cls, settings: AuthSettings, keystore: KeyStore) -> TokenVerifier:
@@ -241,6 +248,12 @@ class TokenVerifier:
         """Verify ``token``; raises a 401 :class:`~gateway.errors.Problem` if it is not valid."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise invalid_token("The access token is empty or too long", realm=self.realm)
+        hit = self._verified.get(token)
+        if hit is not None:
+            principal, valid_until, cached_issuer, cached_kid, cached_key = hit
+            if time.time() < valid_until and cached_issuer.keys.get(cached_kid) is cached_key:
+                return principal
+            self._verified.pop(token, None)
         parts = token.split(".")
         if len(parts) != 3 or not all(_canonical_b64url(p) for p in parts):
             raise invalid_token("The access token is not a signed JWT", realm=self.realm)
@@ -300,12 +313,17 @@ class TokenVerifier:
         if client_id is None:
             raise invalid_token("The token names no client", realm=self.realm)
         jti = claims.get("jti")
-        return Principal(
+        principal = Principal(
             client_id=client_id,
             scopes=parse_scopes(claims.get(issuer.scope_claim)),
             issuer=issuer.name,
             token_id=jti if isinstance(jti, str) else None,
         )
+        if len(self._verified) >= MAX_VERIFIED_TOKENS:
+            self._verified.clear()  # rare: many clients at once; they are verified afresh
+        exp = claims["exp"]  # essential: validated above
+        self._verified[token] = (principal, float(exp), issuer, kid, key)
+        return principal
 
 
 def _algorithm_models(names: frozenset[str]) -> dict[str, JWSAlgModel]:
