@@ -21,6 +21,7 @@ import select
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import structlog
@@ -111,26 +112,33 @@ class RowWriter:
             defaults[column.key] = column.default.arg  # type: ignore[attr-defined]
         keys = (*columns, *defaults)
         compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
-        processors = {
-            key: proc
-            for key in keys
-            if (proc := table.c[key].type.dialect_impl(dialect).bind_processor(dialect))
-        }
         names = list(compiled.positiontup or ()) if self._positional else list(keys)
+        # Values the driver cannot take as they are (e.g. datetimes on SQLite), by position.
+        processors = [
+            (i, proc)
+            for i, name in enumerate(names)
+            if (proc := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+        ]
+        pick = itemgetter(*names)
+        single = len(names) == 1
 
-        def value(row: Mapping[str, Any], key: str) -> Any:
-            raw = row[key] if key in row else defaults[key]
-            proc = processors.get(key)
-            return proc(raw) if proc is not None and raw is not None else raw
+        def values(row: Mapping[str, Any]) -> list[Any]:
+            full = {**defaults, **row} if defaults else row
+            picked = pick(full)
+            out = [picked] if single else list(picked)
+            for i, proc in processors:
+                if out[i] is not None:
+                    out[i] = proc(out[i])
+            return out
 
         if self._positional:
-
-            def params(row: Mapping[str, Any]) -> Any:
-                return tuple([value(row, name) for name in names])
+            params: Callable[[Mapping[str, Any]], Any] = values
+        elif not processors and not defaults:
+            params = dict  # the row as it is: named parameters, no conversion needed
         else:
 
             def params(row: Mapping[str, Any]) -> Any:
-                return {name: value(row, name) for name in names}
+                return dict(zip(names, values(row), strict=True))
 
         built = _Statement(str(compiled), params)
         self._statements[key] = built
