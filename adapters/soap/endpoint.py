@@ -11,6 +11,7 @@ decision before the caller is authenticated, as on the REST path.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -32,6 +33,7 @@ from gateway.auth.tokens import Principal
 from gateway.decision_log import LogUnavailable
 from gateway.errors import Problem, log_unavailable
 from gateway.personal.views import document_for_caller
+from gateway.rate_limits import enforce as enforce_rate_limit
 from gateway.state import gateway_state
 
 log = structlog.get_logger(__name__)
@@ -78,9 +80,19 @@ def _service() -> SoapService:
     return service
 
 
+#: What a pipeline's name may be (config.py): only such a name makes a namespace URI.
+PIPELINE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
 def _not_found(pipeline: str) -> Response:
-    fault = client_fault(f"No SOAP endpoint for pipeline {pipeline!r}.", "not-found", 404)
-    return _fault_response(fault, _version_hint(), wsdl.namespace(pipeline))
+    # Any other name (spaces, control characters...) is no valid URI nor safe XML text.
+    named = PIPELINE_NAME.fullmatch(pipeline) is not None
+    fault = client_fault(
+        f"No SOAP endpoint for pipeline {pipeline!r}." if named else "No such SOAP endpoint.",
+        "not-found",
+        404,
+    )
+    return _fault_response(fault, _version_hint(), wsdl.namespace(pipeline if named else "unknown"))
 
 
 @bp.get("/soap/<pipeline>")
@@ -200,6 +212,7 @@ def _authenticate(env: Envelope, scope: str) -> Principal:
     if scope not in principal.scopes:
         raise client_fault(f"This operation requires the scope {scope}.", "insufficient-scope", 403)
     g.principal = principal
+    enforce_rate_limit(principal.client_id)  # a 429 Client fault past the client's limit
     return principal
 
 

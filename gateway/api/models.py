@@ -26,6 +26,8 @@ bp = Blueprint("models", __name__)
 #: Metadata members summarised in listings (the full metadata is on the version's page).
 SUMMARY = ("metrics", "training_data", "explainer")
 MAX_REASON = 1000
+#: The largest version number the registry can hold (a 32-bit INTEGER column).
+MAX_VERSION = 2**31 - 1
 
 
 def registry() -> ModelRegistry:
@@ -56,6 +58,10 @@ def describe(info: ModelVersionInfo, *, full: bool = False) -> dict[str, Any]:
 
 
 def _version(name: str, version: int) -> ModelVersionInfo:
+    # The route takes any digits; the column holds a 32-bit integer, and a number past it
+    # would fail in the database driver (an overflow), not find nothing.
+    if not 0 < version <= MAX_VERSION:
+        raise not_found(f"model {name!r} has no version {version}")
     try:
         return registry().get(name, version=version)
     except ModelNotFound as exc:
@@ -170,7 +176,8 @@ def openapi_paths() -> dict[str, Any]:
             "links": {"type": "object"},
         },
     }
-    name, version = path_param("name"), path_param("version", {"type": "integer"})
+    name = path_param("name")
+    version = path_param("version", {"type": "integer", "minimum": 1, "maximum": MAX_VERSION})
     read = {"tags": ["models"], "security": [{"bearer": ["decisions:read"]}]}
     admin = {"tags": ["models"], "security": [{"bearer": ["models:admin"]}]}
     changed = json_content(version_schema, "The version after the change")

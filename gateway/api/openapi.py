@@ -15,7 +15,14 @@ from gateway.api import audit as audit_api
 from gateway.api import batches as batches_api
 from gateway.api import comparisons as comparisons_api
 from gateway.api import models as models_api
-from gateway.api.spec import AUTH_ERRORS, json_content, problem, query
+from gateway.api.spec import (
+    AUTH_ERRORS,
+    RETRY_AFTER_HEADER,
+    json_content,
+    problem,
+    query,
+    rate_limited,
+)
 from gateway.auth.scopes import SCOPES
 from gateway.http import json_response
 from gateway.monitoring import api as monitoring_api
@@ -29,6 +36,8 @@ _json = json_content
 _query = query
 
 NULLABLE_STR = {"type": ["string", "null"]}
+#: The media types of a SOAP envelope (1.1, 1.2): responses and faults alike.
+_SOAP_TYPES: dict[str, Any] = {"text/xml": {}, "application/soap+xml": {}}
 
 SCHEMAS: dict[str, Any] = {
     "Problem": {
@@ -415,7 +424,12 @@ def build_spec() -> dict[str, Any]:
             "get": {
                 "summary": "Public keys that verify the gateway's access tokens",
                 "tags": ["oauth"],
-                "responses": {"200": _json({"type": "object"}, "A JSON Web Key Set")},
+                "responses": {
+                    "200": {
+                        "description": "A JSON Web Key Set (RFC 7517)",
+                        "content": {"application/jwk-set+json": {"schema": {"type": "object"}}},
+                    }
+                },
             }
         },
         "/.well-known/oauth-authorization-server": {
@@ -763,7 +777,10 @@ def build_spec() -> dict[str, Any]:
                 "tags": ["soap"],
                 "responses": {
                     "200": {"description": "WSDL 1.1", "content": {"text/xml": {}}},
-                    "500": {"description": "Client fault: no such pipeline"},
+                    "500": {
+                        "description": "Client fault: no such pipeline",
+                        "content": {"text/xml": {}},
+                    },
                 },
             },
             "post": {
@@ -781,9 +798,20 @@ def build_spec() -> dict[str, Any]:
                         "description": "The response envelope",
                         "content": {"text/xml": {}, "application/soap+xml": {}},
                     },
-                    "400": {"description": "SOAP 1.2 Sender fault"},
-                    "413": {"description": "Client/Sender fault: body over the size limit"},
-                    "500": {"description": "SOAP 1.1 fault, or a SOAP 1.2 Receiver fault"},
+                    "400": {"description": "SOAP 1.2 Sender fault", "content": _SOAP_TYPES},
+                    "413": {
+                        "description": "Client/Sender fault: body over the size limit",
+                        "content": _SOAP_TYPES,
+                    },
+                    "429": {
+                        "description": "Client/Sender fault: the client is over its rate "
+                        "limit; nothing done (Retry-After)",
+                        "headers": {"Retry-After": RETRY_AFTER_HEADER},
+                    },
+                    "500": {
+                        "description": "SOAP 1.1 fault, or a SOAP 1.2 Receiver fault",
+                        "content": _SOAP_TYPES,
+                    },
                 },
             },
         },
@@ -798,6 +826,7 @@ def build_spec() -> dict[str, Any]:
     for contributed in state.extras["plugin_manager"].hook.register_openapi_paths():
         for path, item in (contributed or {}).items():
             paths.setdefault(path, item)
+    _add_rate_limited(paths)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -822,6 +851,17 @@ def build_spec() -> dict[str, Any]:
             },
         },
     }
+
+
+def _add_rate_limited(paths: dict[str, Any]) -> None:
+    """Every operation behind a bearer token (it answers 401 and 403; the token endpoint
+    answers no 403) may answer 429 too: the per-client rate limit applies wherever a
+    caller is authenticated, plugins' routes included."""
+    for item in paths.values():
+        for operation in item.values():
+            responses = operation.get("responses") if isinstance(operation, dict) else None
+            if isinstance(responses, dict) and {"401", "403"} <= responses.keys():
+                responses.setdefault("429", rate_limited())
 
 
 @bp.get("/openapi.json")

@@ -40,8 +40,23 @@ def path_param(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any
     return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
 
 
+#: ``Retry-After`` on a 429: whole seconds to wait before retrying.
+RETRY_AFTER_HEADER = {
+    "description": "Seconds to wait before retrying (a whole number, at least 1)",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
+def rate_limited() -> dict[str, Any]:
+    """The 429 of a client over its rate limit (:mod:`gateway.rate_limits`)."""
+    response = problem("The client is over its rate limit; nothing was done (Retry-After)")
+    response["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
+    return response
+
+
 #: Responses of every route behind a bearer token.
 AUTH_ERRORS = {
     "401": problem("Missing, expired or invalid access token"),
     "403": problem("The token lacks the required scope"),
+    "429": rate_limited(),
 }

@@ -242,7 +242,8 @@ def _zoned(raw: np.ndarray, field: CopybookField) -> tuple[np.ndarray, np.ndarra
 
 
 def _packed(raw: np.ndarray, field: CopybookField) -> tuple[np.ndarray, np.ndarray]:
-    nibbles = np.stack((raw >> 4, raw & 0x0F), axis=2).reshape(raw.shape[0], -1)
+    # the shape in full: -1 cannot be inferred for zero records (an empty chunk)
+    nibbles = np.stack((raw >> 4, raw & 0x0F), axis=2).reshape(raw.shape[0], 2 * raw.shape[1])
     sign, digits = nibbles[:, -1], nibbles[:, :-1][:, -field.digits :]
     ok = (nibbles[:, :-1] <= 9).all(axis=1) & np.isin(sign, _SIGNS)
     if not field.signed:

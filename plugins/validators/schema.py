@@ -93,7 +93,8 @@ class FieldSpec:
             )
         if self.type == "integer" and not isinstance(value, int):
             return None, FieldError(pointer, "type", "must be an integer")
-        if not math.isfinite(value):
+        # an int is finite however large (and math.isfinite overflows on one past a float)
+        if isinstance(value, float) and not math.isfinite(value):
             return None, FieldError(pointer, "type", "must be a finite number")
         if self.minimum is not None and value < self.minimum:
             return None, FieldError(pointer, "minimum", f"must be >= {self.minimum:g}")
