@@ -12,7 +12,7 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway import auth, db, logs, metrics, monitoring, replay
+from gateway import auth, db, logs, metrics, monitoring, rate_limits, replay
 from gateway.access_trail import AccessTrail
 from gateway.api import audit as audit_api
 from gateway.api import batches as batches_api
@@ -132,6 +132,7 @@ def create_app(
     logs.init_app(app)
     metrics.init_app(app)
     auth.init_app(app)
+    rate_limits.init_app(app)  # per-client budgets, applied once a caller is authenticated
     app.register_blueprint(ops_api.bp)
     app.register_blueprint(decisions_api.bp)
     app.register_blueprint(models_api.bp)

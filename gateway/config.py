@@ -24,6 +24,7 @@ from gateway.errors import ConfigError
 from gateway.monitoring.schema import SCHEMA as MONITORING_SCHEMA
 from gateway.outbound.schema import CONNECTIONS_SCHEMA
 from gateway.personal.schema import SCHEMA as PERSONAL_DATA_SCHEMA
+from gateway.rate_limits import SCHEMA as RATE_LIMITS_SCHEMA
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "gateway.yaml"
@@ -129,6 +130,7 @@ GATEWAY_SCHEMA: dict[str, Any] = {
         "connections": CONNECTIONS_SCHEMA,  # named outgoing connections (gateway.outbound)
         "crm_writeback": WRITEBACK_SCHEMA,  # decisions written back to the CRM (gateway.crm)
         "monitoring": MONITORING_SCHEMA,  # drift, performance, fairness (gateway.monitoring)
+        "rate_limits": RATE_LIMITS_SCHEMA,  # per-client request rates (gateway.rate_limits)
         "events": {
             "type": "object",
             "additionalProperties": False,

@@ -55,6 +55,16 @@ STAGES = Histogram(
 DECISIONS = Counter(
     "loangate_decisions_total", "Decisions logged, by outcome", ["pipeline", "outcome"]
 )
+RATE_LIMITED = Counter(
+    "loangate_rate_limited_total",
+    "Requests refused with 429 by a client's rate limit (gateway.rate_limits)",
+    ["store"],
+)
+RATE_LIMIT_STORE_ERRORS = Counter(
+    "loangate_rate_limit_store_errors_total",
+    "Rate-limit checks let through because the store could not be reached (fail open)",
+    ["store"],
+)
 
 
 def observe_decision(ctx: DecisionContext, outcome: str) -> None:
@@ -127,7 +137,7 @@ def _registry(app: Flask) -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)  # every worker's counters, summed
     else:
-        for metric in (REQUESTS, LATENCY, STAGES, DECISIONS):
+        for metric in (REQUESTS, LATENCY, STAGES, DECISIONS, RATE_LIMITED, RATE_LIMIT_STORE_ERRORS):
             registry.register(metric)
     registry.register(ModelCollector(app))
     registry.register(DriftCollector(app))

@@ -28,6 +28,7 @@ from adapters.soap.faults import SoapFault, client_fault, from_problem, render, 
 from gateway.auth.tokens import Principal
 from gateway.decisions import DecisionService
 from gateway.errors import Problem
+from gateway.rate_limits import enforce as enforce_rate_limit
 from gateway.state import gateway_state
 
 log = structlog.get_logger(__name__)
@@ -80,6 +81,7 @@ def _receive(pipeline: str) -> Response:
         )
     _check_types(adapter, message)
     g.principal = Principal(client_id, SCOPES, "salesforce", None)
+    enforce_rate_limit(client_id)  # the organization's client id carries its budget
     counts: Counter[str] = Counter()
     for notification in message.notifications:
         counts[_decide(service, pipeline, adapter, notification, client_id)] += 1

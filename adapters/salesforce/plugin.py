@@ -62,6 +62,11 @@ def register_openapi_paths() -> dict[str, Any]:
                         "content": dict(_XML),
                     },
                     "413": {"description": "Client fault: body over the adapter's size limit"},
+                    "429": {
+                        "description": "Client fault: the organization's client is over its "
+                        "rate limit; nothing logged (Retry-After)",
+                        "content": dict(_XML),
+                    },
                     "500": {
                         "description": "SOAP 1.1 fault: Client (malformed message, unknown "
                         "organization, wrong secret, more than 100 notifications; nothing "

@@ -7,7 +7,8 @@ unavailable). A traceback never reaches the caller.
 
 HTTP status: SOAP 1.1 answers every fault with 500 (WS-I Basic Profile R1126); SOAP 1.2 answers
 Sender faults with 400 and the others with 500 (SOAP 1.2 part 2, 7.5.1.2). A body over the size
-limit is refused with 413 before it is read.
+limit is refused with 413 before it is read, and a client over its rate limit with 429 and
+``Retry-After`` (a Client/Sender fault, ``retryable`` in its detail), in either version.
 """
 
 from __future__ import annotations
@@ -138,8 +139,8 @@ def render(
     headers = dict(fault.headers)
     if fault.retry_after is not None:
         headers["Retry-After"] = str(fault.retry_after)
-    if fault.status == 413:
-        status = 413
+    if fault.status in (413, 429):  # refused before any work: HTTP says why, as for REST
+        status = fault.status
     elif version == "1.1":
         status = 500
     else:

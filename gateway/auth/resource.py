@@ -20,6 +20,7 @@ from gateway.auth.scopes import unknown_scopes
 from gateway.auth.tokens import Principal, TokenVerifier, invalid_token
 from gateway.errors import Problem
 from gateway.http import problem_response
+from gateway.rate_limits import enforce as enforce_rate_limit
 from gateway.state import gateway_state
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,7 +62,8 @@ def authenticate(required: Iterable[str] = ()) -> Principal:
     """Verify the current request's bearer token and its scopes; sets ``g.principal``.
 
     Raises a :class:`~gateway.errors.Problem`: 401 without a valid token, 403 when a scope in
-    ``required`` is missing.
+    ``required`` is missing, 429 when the client is over its rate limit
+    (:mod:`gateway.rate_limits`).
     """
     verifier = _verifier()
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -75,6 +77,7 @@ def authenticate(required: Iterable[str] = ()) -> Principal:
     if not principal.scopes.issuperset(needed):
         raise insufficient_scope(needed, verifier.realm)
     g.principal = principal
+    enforce_rate_limit(principal.client_id)  # 429 before the request does any work
     return principal
 
 
