@@ -1,7 +1,8 @@
 """Run a batch file through a pipeline: chunks in, decisions logged exactly once, a file out.
 
-Each chunk is decided by :func:`gateway.batch.decide.decide_frame` and its records are
-inserted in one transaction (one ``executemany``). Row ``n`` of a file is logged under
+Each chunk goes through :func:`gateway.batch.scoring.score_frame` (the function Spark
+runs too, :mod:`gateway.batch.spark`): its new records are inserted in one transaction.
+Row ``n`` of a file is logged under
 the idempotency key ``batch:{sha256(file)[:16]}:{n}`` of the run's client, so a run that
 was killed and is started again skips every row whose chunk had committed: a chunk's
 transaction either committed (all its rows are skipped) or did not (all are decided
@@ -12,52 +13,34 @@ before, and replaces the previous one only when complete.
 from __future__ import annotations
 
 import csv
-import gc
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
 
 from gateway.batch.copybook import Copybook
-from gateway.batch.decide import decide_frame
 from gateway.batch.mismo import iter_mismo_chunks
 from gateway.batch.readers import Chunk, file_sha256, iter_chunks, map_chunk
-from gateway.decision_log import DecisionLog, decisions
-from gateway.events import EventDispatcher, Serialized
+
+# The output's names and helpers live beside score_frame (re-exported here).
+from gateway.batch.scoring import LOOKUP_SLICE as LOOKUP_SLICE
+from gateway.batch.scoring import OUTPUT_COLUMNS as OUTPUT_COLUMNS
+from gateway.batch.scoring import OUTPUT_SCHEMA as _SCHEMA
+from gateway.batch.scoring import gc_paused as gc_paused
+from gateway.batch.scoring import key_prefix as key_prefix
+from gateway.batch.scoring import output_row as output_row
+from gateway.batch.scoring import score_frame
+from gateway.decision_log import DecisionLog
+from gateway.events import EventDispatcher
 from gateway.mappings import Mapping
 from gateway.pipeline import Pipeline
 
 OUTPUT_FORMATS = ("csv", "parquet")
-#: Keys per lookup query (well under SQLite's limit on bound parameters).
-LOOKUP_SLICE = 1000
-OUTPUT_COLUMNS = (
-    "row_number",
-    "decision_id",
-    "status",
-    "outcome",
-    "probability_of_default",
-    "reason_codes",
-    "errors",
-)
-_SCHEMA = pa.schema(
-    [
-        ("row_number", pa.int64()),
-        ("decision_id", pa.string()),
-        ("status", pa.string()),
-        ("outcome", pa.string()),
-        ("probability_of_default", pa.float64()),
-        ("reason_codes", pa.string()),
-        ("errors", pa.string()),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -69,24 +52,6 @@ class BatchSummary:
     skipped: int  # already logged by an earlier run
     file_sha256: str
     output: Path
-
-
-def key_prefix(sha256: str) -> str:
-    """The idempotency-key prefix of a file's rows."""
-    return f"batch:{sha256[:16]}:"
-
-
-def output_row(row_number: int, document: dict[str, Any]) -> dict[str, Any]:
-    """One line of the output file."""
-    return {
-        "row_number": row_number,
-        "decision_id": document["decision_id"],
-        "status": document["status"],
-        "outcome": document["outcome"],
-        "probability_of_default": document["probability_of_default"],
-        "reason_codes": " ".join(r["code"] for r in document["reason_codes"]),
-        "errors": " ".join(f"{e['pointer']}:{e['code']}" for e in document["errors"]),
-    }
 
 
 class OutputWriter:
@@ -159,13 +124,24 @@ def score_file(
     rows = decided = 0
     try:
         for chunk in _chunks(path, fmt, chunk_size, copybook, encoding, mapping):
-            documents, new = _log_chunk(pipeline, log, chunk, prefix, client_id, events, protect)
-            out = [output_row(n, d) for n, d in zip(chunk.row_numbers, documents, strict=True)]
+            scored = score_frame(
+                pipeline,
+                log,
+                chunk.frame,
+                keys=[f"{prefix}{n}" for n in chunk.row_numbers],
+                row_numbers=chunk.row_numbers,
+                client_id=client_id,
+                row_errors=chunk.row_errors,
+                application_ids=chunk.application_ids,
+                events=events,
+                protect=protect,
+            )
+            out = scored.rows
             writer.write(out)
-            rows += len(documents)
-            decided += new
+            rows += len(out)
+            decided += scored.decided
             if on_chunk is not None:
-                on_chunk(len(documents))
+                on_chunk(len(out))
             if on_rows is not None:
                 on_rows(out)
     except BaseException:
@@ -191,76 +167,3 @@ def _chunks(
         return
     for chunk in iter_chunks(path, fmt, chunk_size, copybook=copybook, encoding=encoding):
         yield chunk if mapping is None else map_chunk(mapping, chunk)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a chunk is decided.
-
-    Deciding allocates many small acyclic objects (freed by reference counting); the
-    collector's generation scans over them cost ~30 % of a chunk's time for nothing.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _logged(engine: Engine, client_id: str, keys: Sequence[str]) -> dict[str, bytes]:
-    """The documents already logged under ``keys`` (looked up a bounded slice at a time)."""
-    c = decisions.c
-    found: dict[str, bytes] = {}
-    with engine.connect() as conn:
-        for start in range(0, len(keys), LOOKUP_SLICE):
-            stmt = select(c.idempotency_key, c.document).where(
-                c.client_id == client_id, c.idempotency_key.in_(keys[start : start + LOOKUP_SLICE])
-            )
-            found.update((row.idempotency_key, row.document.encode()) for row in conn.execute(stmt))
-    return found
-
-
-def _log_chunk(
-    pipeline: Pipeline,
-    log: DecisionLog,
-    chunk: Chunk,
-    prefix: str,
-    client_id: str,
-    events: EventDispatcher | None,
-    protect: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
-) -> tuple[list[dict[str, Any]], int]:
-    """Decide and log the chunk's rows not yet logged: (every row's document, rows new)."""
-    keys = [f"{prefix}{n}" for n in chunk.row_numbers]
-    for _attempt in range(3):
-        logged = _logged(log.engine, client_id, keys)
-        todo = [i for i, key in enumerate(keys) if key not in logged]
-        results = []
-        if todo:
-            errs = {j: chunk.row_errors[i] for j, i in enumerate(todo) if i in chunk.row_errors}
-            app_ids = chunk.application_ids
-            with gc_paused():
-                results = decide_frame(
-                    pipeline,
-                    chunk.frame.iloc[todo].reset_index(drop=True),
-                    client_id=client_id,
-                    keys=[keys[i] for i in todo],
-                    row_errors=errs,
-                    application_ids=None if app_ids is None else [app_ids[i] for i in todo],
-                    protect=protect,  # personal values sealed (PersonalData.protect_many)
-                )
-            try:
-                with log.engine.begin() as conn:  # the whole chunk commits, or none of it
-                    log.insert(conn, [r.row for r in results], [r.document for r in results])
-            except IntegrityError:
-                continue  # another run logged some of these rows meanwhile: look again
-        fresh = dict(zip((keys[i] for i in todo), results, strict=True))
-        if events is not None:
-            for result in results:
-                events.emit("decision_logged", record=Serialized(result.payload))
-        documents = [
-            fresh[key].document if key in fresh else orjson.loads(logged[key]) for key in keys
-        ]
-        return documents, len(results)
-    raise RuntimeError("the chunk's rows kept being logged concurrently; run it again")
