@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev,spark]"
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -32,7 +32,7 @@ test: $(STAMP) services lint typecheck
 	$(BIN)/pytest -n 3 --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	bash bench/run.sh
+	bash bench/run.sh all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache .hypothesis

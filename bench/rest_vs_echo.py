@@ -4,13 +4,17 @@ One run, in a temporary folder:
 
 1. set up an instance (SQLite, or a fresh schema in the local PostgreSQL ``test`` database),
    train and register the demo model, create an OAuth client;
-2. start the gateway (``gateway.gunicorn_conf``, 2 sync workers) once per log level and the echo
+2. start the gateway (``gateway.gunicorn_conf``, 2 workers) once per log level and the echo
    app (``bench/echo_app.py``) under the same gunicorn settings, on free loopback ports;
 3. warm up, then measure every target with wrk at concurrency 8 (2 threads, 8 connections) and
    with a single client (1 thread, 1 connection), interleaving the targets round after round so
    the drift of a noisy machine hits them alike;
 4. check that every answered decision is a row in ``decisions`` and that nothing failed;
-5. print the table and write it into ``docs/performance.md`` between markers.
+5. print the table and write it into ``docs/performance.md`` between markers (and, with
+   ``--json PATH``, every wrk run's raw figures, which ``bench/targets.py`` checks).
+
+With ``--mlflow``, MLflow's scoring server (``bench/mlflow_serve.py``: a pinned MLflow in its
+own virtualenv, the same scikit-learn pipeline) is one more target of the same rounds.
 
 Ratios are gateway / echo of the same round: absolute figures move from run to run, the ratios
 are what to compare. No figure here is a pass/fail threshold.
@@ -35,11 +39,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import mlflow_serve  # the sibling bench module
 import requests
 import sqlalchemy as sa
 from report import END_MARKER, replace_section  # the sibling bench module
@@ -50,7 +55,11 @@ DATA = ROOT / "gateway" / "data" / "german_credit.csv"
 PG_URL = os.environ.get("LOANGATE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 DECISIONS_PATH = "/v1/pipelines/credit-risk/decisions"
 ECHO_PATH = "/echo"
+MLFLOW_NAME = "MLflow serve"
 WORKERS = 2
+#: Request threads per worker, for the gateway and the echo alike (``--threads``): 1 runs
+#: sync workers, more runs gthread workers whose decisions share commits.
+THREADS = 1
 #: Gunicorn settings the echo shares with ``gateway/gunicorn_conf.py``.
 GUNICORN_SHARED = ["--keep-alive", "5", "--timeout", "30", "--graceful-timeout", "20"]
 #: wrk's done() hook prints one machine-readable line after this tag.
@@ -77,9 +86,10 @@ gunicorn settings (2 sync workers), both loaded with [wrk](https://github.com/wg
 loopback, in the same run, interleaved.
 The machine is noisy: read the **ratios** gateway / echo, not the absolute figures.
 
-Re-run: `make bench` (SQLite), or `bash bench/run.sh --db postgresql --duration 10`. The bench
-installs Debian's `wrk` if it is missing and rewrites its own section below; `bash bench/run.sh
---help` lists the options. Nothing here is a pass/fail threshold, and no unit test is timed.
+Re-run everything: `make bench` (= `bash bench/run.sh all`), which installs Debian's `wrk`
+if it is missing, rewrites every marked section and the Targets section below. One bench:
+`bash bench/run.sh --db postgresql --duration 10` (the header of `bench/run.sh` lists them).
+No unit test is timed.
 """
 
 LUA_TEMPLATE = """\
@@ -144,6 +154,20 @@ class Target:
     script: Path
     token: Callable[[], str] | None = None  # a fresh bearer token per run (gateway only)
     results: dict[str, list[WrkResult]] = field(default_factory=dict)
+    body: str | None = None  # its own request body (MLflow's), else the shared one
+    engine: sa.Engine | None = None  # the database its decisions go to, else the run's
+    template: str = LUA_TEMPLATE  # the wrk script, formatted with body, token and tag
+
+    def as_dict(self) -> dict[str, Any]:
+        """Its raw results, for ``bench/results/``."""
+        return {
+            "name": self.name,
+            "url": self.url,
+            "results": {
+                name: [asdict(r) | {"rps": r.rps} for r in runs]
+                for name, runs in self.results.items()
+            },
+        }
 
 
 def sample_body() -> str:
@@ -158,7 +182,11 @@ def sample_body() -> str:
 def write_script(target: Target, body: str) -> None:
     """(Re)write the target's wrk Lua script, with a fresh token for the gateway."""
     token = target.token() if target.token else "none"
-    target.script.write_text(LUA_TEMPLATE.format(body=body, token=token, tag=RESULT_TAG))
+    target.script.write_text(
+        target.template.format(
+            body=target.body or body, token=token, tag=RESULT_TAG, run=uuid.uuid4().hex[:12]
+        )
+    )
 
 
 def run_wrk(target: Target, scenario: Scenario, seconds: float, body: str) -> WrkResult:
@@ -253,6 +281,7 @@ def start_gateway(stack: ExitStack, inst: Instance, level: str) -> str:
         **os.environ,
         "LOANGATE_BIND": f"127.0.0.1:{port}",
         "LOANGATE_WORKERS": str(WORKERS),
+        "LOANGATE_SERVER__THREADS": str(THREADS),
         "LOANGATE_DATABASE__URL": inst.url,
         "LOANGATE_MODELS__DIR": str(inst.models_dir),
         "LOANGATE_INSTANCE": str(inst.path),
@@ -266,11 +295,16 @@ def start_gateway(stack: ExitStack, inst: Instance, level: str) -> str:
     return base
 
 
+def worker_kind() -> list[str]:
+    """gunicorn's worker class (and threads) as ``gateway/gunicorn_conf.py`` picks them."""
+    return ["-k", "gthread", "--threads", str(THREADS)] if THREADS > 1 else ["-k", "sync"]
+
+
 def start_echo(stack: ExitStack, inst: Instance, body: str) -> str:
     """Start the echo app with the gateway's gunicorn settings; its base URL."""
     port = free_port()
     cmd = [
-        *python_gunicorn(), "-w", str(WORKERS), "-k", "sync", "-b", f"127.0.0.1:{port}",
+        *python_gunicorn(), "-w", str(WORKERS), *worker_kind(), "-b", f"127.0.0.1:{port}",
         *GUNICORN_SHARED, "--log-level", "warning", "--pythonpath", "bench", "echo_app:app",
     ]  # fmt: skip
     log = inst.path / "echo.log"
@@ -413,12 +447,13 @@ def measure(
     for rnd in range(1, args.rounds + 1):
         for scenario in SCENARIOS:
             for target in targets:
-                before = count_decisions(engine) if target.token else 0
+                log_db = target.engine or engine
+                before = count_decisions(log_db) if target.token else 0
                 result = run_wrk(target, scenario, args.duration, body)
                 target.results.setdefault(scenario.name, []).append(result)
                 audit.failures += result.status_errors + result.socket_errors
                 if target.token:
-                    audit.add(result, count_decisions(engine) - before, scenario.connections)
+                    audit.add(result, count_decisions(log_db) - before, scenario.connections)
                 print(
                     f"round {rnd} {scenario.name:<4} {target.name:<16} "
                     f"{result.rps:9.1f} req/s  p50 {result.p50_ms:7.3f} ms  "
@@ -522,12 +557,23 @@ def reading(db: str, targets: Sequence[Target], echo: Target) -> str:
     else:
         text += "this run is at or above that floor."
     text += caveat
-    if len(targets) > 2:
-        info = targets[2]
+    by_name = {t.name: t for t in targets}
+    info = by_name.get("gateway INFO")
+    if info is not None and info is not main:
         info_tput = statistics.fmean(ratios(info, echo, "c=8", "rps"))
         text += (
             f" With the access log on ({info.name}, one JSON line per request) the c=8 "
             f"throughput ratio is {info_tput:.2f}."
+        )
+    mlflow = by_name.get(MLFLOW_NAME)
+    if mlflow is not None:
+        over = statistics.fmean(ratios(main, mlflow, "c=8", "rps"))
+        text += (
+            f" Beside {MLFLOW_NAME} (MLflow {mlflow_serve.MLFLOW_VERSION}, `mlflow models serve "
+            f"-w {mlflow_serve.WORKERS} --env-manager local`, the same scikit-learn pipeline, "
+            f"one applicant as `dataframe_split`) the gateway serves {over:.1f}x MLflow's c=8 "
+            "throughput, while also checking a token, validating, deriving, explaining, "
+            "applying the policy and durably logging each decision, where MLflow only scores."
         )
     return text
 
@@ -548,7 +594,9 @@ def section(args: argparse.Namespace, targets: Sequence[Target], audit: Audit, d
         f"{cpu_model()}, Python {platform.python_version()}, load average at the end "
         f"{load1:.2f} / {load5:.2f} (1 / 5 min)",
         f"- database: {db_note}",
-        f"- servers: gunicorn, {WORKERS} sync workers each; gateway with "
+        f"- servers: gunicorn, {WORKERS} "
+        + (f"gthread workers x {THREADS} threads" if THREADS > 1 else "sync workers")
+        + " each; gateway with "
         "`-c python:gateway.gunicorn_conf`, echo with the same keep-alive and timeouts; "
         "`LOANGATE_LOGGING__LEVEL=WARNING` drops the per-request access line, `INFO` (the "
         "configured default) writes it to a file",
@@ -592,11 +640,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--doc", type=Path, default=DOC, help="where to write the figures")
     parser.add_argument("--no-doc", action="store_true", help="print only")
+    parser.add_argument(
+        "--mlflow",
+        action="store_true",
+        help=f"also load MLflow {mlflow_serve.MLFLOW_VERSION}'s scoring server "
+        "(bench/mlflow_serve.py)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=THREADS,
+        help="request threads per worker, gateway and echo alike (1: sync workers)",
+    )
     return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> int:
     """The whole benchmark; 0 when the audit passed."""
+    global THREADS
+    THREADS = args.threads
     body = sample_body()
     levels = [lvl.strip().upper() for lvl in args.log_levels.split(",") if lvl.strip()]
     with tempfile.TemporaryDirectory(prefix="loangate-bench-") as tmp, ExitStack() as stack:
@@ -610,17 +673,57 @@ def run(args: argparse.Namespace) -> int:
             script = Path(tmp, f"gateway-{level.lower()}.lua")
             getter = token_getter(base, inst, args.duration + 5)
             targets.append(Target(name, base + DECISIONS_PATH, script, getter))
+        if args.mlflow:
+            model = mlflow_serve.save_model(Path(tmp, "mlflow-model"))
+            url_ml = mlflow_serve.start(stack, model, Path(tmp, "mlflow.log"))
+            ml_body = mlflow_serve.invocation_body()
+            targets.append(Target(MLFLOW_NAME, url_ml, Path(tmp, "mlflow.lua"), body=ml_body))
         engine = stack.enter_context(disposing(sa.create_engine(url)))
         audit = measure(targets, args, body, engine)
         note = database_note(args.db, engine)
     text = section(args, targets, audit, note)
     print("\n" + text)
+    if args.json:
+        write_json(args.json, args, targets, audit, note)
     if not args.no_doc:
         write_doc(args.doc, args.db, text)
         print(f"\nwritten to {args.doc}")
     if not audit.ok:
         print("AUDIT FAILED: see the figures above", file=sys.stderr)
     return 0 if audit.ok else 1
+
+
+def write_json(
+    path: Path, args: argparse.Namespace, targets: Sequence[Target], audit: Audit, note: str
+) -> None:
+    """The run's raw figures: every wrk run of every target, the audit, the settings."""
+    doc = {
+        "bench": "rest-vs-echo",
+        **run_facts(),
+        "db": args.db,
+        "database": note,
+        "duration_s": args.duration,
+        "rounds": args.rounds,
+        "targets": [t.as_dict() for t in targets],
+        "audit": asdict(audit) | {"ok": audit.ok},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def run_facts() -> dict[str, Any]:
+    """When and where: date, machine, load, tools (for every raw result file)."""
+    load1, load5, _ = os.getloadavg()
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": wrk_version(),
+        "load": [round(load1, 2), round(load5, 2)],
+        "command": shlex.join(sys.argv),
+    }
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Start the local PostgreSQL the test suite needs, if it is installed and stopped.
-# In CI (CI=true) a PostgreSQL that cannot be reached fails the run.
+# Start the local PostgreSQL and Redis the test suite needs, if they are installed and stopped.
+# In CI (CI=true) a PostgreSQL or Redis that cannot be reached fails the run.
 set -u
 # pdftotext (poppler-utils) reads the notice PDFs back in the tests.
 command -v pdftotext >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq poppler-utils >/dev/null) \

@@ -38,6 +38,23 @@ def pg_available() -> bool:
     return ok
 
 
+REDIS_URL = os.environ.get("LOANGATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis (rate limits); unreachable is a skip locally and a failure in CI."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        if IN_CI:
+            pytest.fail(f"Redis is required in CI and is not reachable at {REDIS_URL}: {exc}")
+        pytest.skip("Redis not reachable (a failure in CI)")
+    return REDIS_URL
+
+
 def make_db_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str | None]:
     """A fresh, migrated database of ``backend``: (url, schema to drop or None)."""
     if backend == "sqlite":

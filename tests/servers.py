@@ -45,7 +45,7 @@ class Server:
                 "client_id": client_id,
                 "client_secret": secret,
             },
-            timeout=10,
+            timeout=60,  # workers still booting share the cores
         )
         assert resp.status_code == 200, resp.text
         return str(resp.json()["access_token"])
@@ -94,6 +94,16 @@ def start_server(db_url: str, tmp: Path, workers: int = 2) -> Server:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     raise AssertionError(f"server not ready: {log.read_text()[-3000:]}")
+
+
+def wait_for_workers(srv: Server, workers: int, timeout: float = 180) -> None:
+    """Wait until ``workers`` worker processes have built their app (one ``gateway_ready``
+    line each): ``/readyz`` answers as soon as the first one has."""
+    deadline = time.monotonic() + timeout
+    while srv.log.read_text().count('"event": "gateway_ready"') < workers:
+        if time.monotonic() > deadline or srv.proc.poll() is not None:
+            raise AssertionError(f"workers not ready: {srv.log.read_text()[-3000:]}")
+        time.sleep(0.1)
 
 
 def stop_server(srv: Server) -> None:

@@ -172,7 +172,7 @@ def test_a_minute_long_outage_delays_but_never_drops_a_writeback(
 ) -> None:
     """The acceptance run: the CRM is down for a full minute
     (``LOANGATE_CRM_OUTAGE_SECONDS=60 .venv/bin/pytest -m slow tests/test_crm_writeback_e2e.py``;
-    the default run keeps it down 20 s). Backoff 1 s doubling to an 8 s cap gives each
+    the default run keeps it down 10 s). Backoff 1 s doubling to an 8 s cap gives each
     write-back several failed attempts; each worker's circuit breaker opens after 5
     failures and lets a probe through every 2 s."""
     outage(
@@ -180,7 +180,7 @@ def test_a_minute_long_outage_delays_but_never_drops_a_writeback(
         tmp_path,
         trained_model,
         monkeypatch,
-        outage_s=float(os.environ.get("LOANGATE_CRM_OUTAGE_SECONDS", "20")),
+        outage_s=float(os.environ.get("LOANGATE_CRM_OUTAGE_SECONDS", "10")),
         breaker={"failure_threshold": 5, "open_seconds": 2},
         delivery={
             "interval_seconds": 0.5,

@@ -1,4 +1,4 @@
-"""Two gateway servers (4 workers each) writing to one PostgreSQL under load, each worker
+"""Two gateway servers (2 workers each) writing to one PostgreSQL under load, each worker
 sealing in the background: afterwards the chain verifies, with no gaps.
 
 Runs ``LOANGATE_SOAK_SECONDS`` of load (default 6); the acceptance run is 60 s:
@@ -37,9 +37,9 @@ def test_two_servers_under_load_verify_with_no_gaps(
     if not db_url.startswith("postgresql"):
         pytest.skip("several hosts share one PostgreSQL")
     register_demo_model(db_url, tmp_path / "models", trained_model)
-    servers = [start_server(db_url, tmp_path, workers=4)]
+    servers = [start_server(db_url, tmp_path, workers=2)]
     try:
-        servers.append(start_server(db_url, tmp_path, workers=4))  # same keys and models
+        servers.append(start_server(db_url, tmp_path, workers=2))  # same keys and models
         token = servers[0].token("decisions:create")
         answered: list[str] = []
         failures: list[str] = []

@@ -1,5 +1,5 @@
 """Soak: wrk posts real decisions to a gunicorn gateway (2 workers, SQLite) for
-``LOANGATE_SOAK_SECONDS`` (default 20) while the RSS of every worker is sampled each second.
+``LOANGATE_SOAK_SECONDS`` (default 12) while the RSS of every worker is sampled each second.
 
 Passes when wrk saw no non-2xx answer and no socket error, every answered request is a row in
 the decision log, no worker was replaced, and each worker's memory is flat after warm-up. The
@@ -30,7 +30,7 @@ from tests.servers import running_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.soak]
 
-SECONDS = float(os.environ.get("LOANGATE_SOAK_SECONDS", "20"))
+SECONDS = float(os.environ.get("LOANGATE_SOAK_SECONDS", "12"))
 WARMUP = 0.25  # the first quarter of the run: imports, caches and pools fill up
 THREADS, CONNECTIONS = 1, 4  # leaves the CPU to the 2 workers on a small machine
 #: Flat memory: a worker's RSS may grow by this much from the end of warm-up to the end.
