@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy gateway adapters plugins bench
 
 test: $(STAMP) services lint typecheck
-	$(BIN)/pytest -n 3 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -n 4 --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	bash bench/run.sh all $(BENCH_ARGS)
