@@ -37,6 +37,18 @@ loglevel = "warning"
 proc_name = "loangate"
 
 
+def worker_exit(server: object, worker: object) -> None:
+    """A worker leaves after its last answer (SIGTERM lets the request in flight
+    finish): stop and flush its background work (:mod:`gateway.shutdown`) within
+    half the graceful timeout, so the master never has to kill it."""
+    app = getattr(worker, "wsgi", None)  # None in the master, or if the app never loaded
+    if app is None or "loangate" not in getattr(app, "extensions", {}):
+        return
+    from gateway.shutdown import stop_background
+
+    stop_background(app, budget_seconds=max(1.0, graceful_timeout / 2))
+
+
 def child_exit(server: object, worker: object) -> None:
     """A worker ended: its live gauges no longer count (counters are kept)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
