@@ -31,7 +31,7 @@ from gateway.tables import AccessTrailEntry
 
 access_trail: sa.Table = AccessTrailEntry.__table__  # type: ignore[assignment]
 
-CHANNELS = ("api", "soap", "cli")
+CHANNELS = ("api", "soap", "cli", "console")
 TRAIL_PARAMS = ("since", "until", "actor", "channel", "cursor", "limit")
 DB_ERRORS = (DBAPIError, SQLAlchemyError, OSError)
 

@@ -12,7 +12,7 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway import auth, db, logs, metrics, monitoring, rate_limits, replay
+from gateway import auth, console, db, logs, metrics, monitoring, rate_limits, replay
 from gateway.access_trail import AccessTrail
 from gateway.api import audit as audit_api
 from gateway.api import batches as batches_api
@@ -145,6 +145,7 @@ def create_app(
     app.register_blueprint(audit_api.bp)
     app.register_blueprint(batches_api.bp)
     app.register_blueprint(monitoring_api.bp)
+    console.init_app(app)  # the auditor console, at /console (docs/console.md)
     for blueprints in pm.hook.register_blueprints():
         for blueprint in blueprints or ():
             app.register_blueprint(blueprint)

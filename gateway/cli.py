@@ -339,6 +339,7 @@ def ensure_demo_client(state: Any) -> dict[str, str]:
 def serve(bind: str | None, workers: int | None, threads: int | None, demo: bool) -> None:
     """Migrate the database, then serve the gateway under gunicorn."""
     from gateway import db as database
+    from gateway.console.cli import ensure_demo_admin
 
     state = _state()
     database.upgrade(state.engine)
@@ -348,6 +349,7 @@ def serve(bind: str | None, workers: int | None, threads: int | None, demo: bool
         for model_name, model_kind in DEMO_KIND_MODELS.items():
             click.echo(train_model(state, model_name, model_kind, "champion", None, True))
         creds = ensure_demo_client(state)
+        admin = ensure_demo_admin(state)
         base = f"http://{bind}"
         click.echo(
             "\n".join(
@@ -360,6 +362,8 @@ def serve(bind: str | None, workers: int | None, threads: int | None, demo: bool
                     f"    curl -s -u {creds['client_id']}:{creds['client_secret']} "
                     f"-d grant_type=client_credentials {base}/oauth/token",
                     f"  API description: {base}/openapi.json",
+                    f"  console:            {base}/console/",
+                    f"    sign in as {admin['name']} with the password {admin['password']}",
                     "",
                 ]
             )
@@ -393,6 +397,13 @@ def serve(bind: str | None, workers: int | None, threads: int | None, demo: bool
 
 def _add_auth_commands() -> None:
     from gateway.auth.cli import make_commands
+
+    for command in make_commands(_state):
+        main.add_command(command)
+
+
+def _add_console_commands() -> None:
+    from gateway.console.cli import make_commands
 
     for command in make_commands(_state):
         main.add_command(command)
@@ -466,6 +477,7 @@ def _add_monitoring_commands() -> None:
 
 
 _add_auth_commands()
+_add_console_commands()
 _add_batch_commands()
 _add_plugin_commands()
 _add_integrity_commands()

@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from gateway.console.schema import SCHEMA as CONSOLE_SCHEMA
 from gateway.crm.schema import WRITEBACK_SCHEMA
 from gateway.errors import ConfigError
 from gateway.monitoring.schema import SCHEMA as MONITORING_SCHEMA
@@ -131,6 +132,7 @@ GATEWAY_SCHEMA: dict[str, Any] = {
         "crm_writeback": WRITEBACK_SCHEMA,  # decisions written back to the CRM (gateway.crm)
         "monitoring": MONITORING_SCHEMA,  # drift, performance, fairness (gateway.monitoring)
         "rate_limits": RATE_LIMITS_SCHEMA,  # per-client request rates (gateway.rate_limits)
+        "console": CONSOLE_SCHEMA,  # the auditor console (gateway.console)
         "events": {
             "type": "object",
             "additionalProperties": False,

@@ -132,6 +132,36 @@ class OAuthClient(Base):
     disabled: Mapped[bool] = mapped_column(default=False)
 
 
+class ConsoleUser(Base):
+    """A person who signs in to the console (:mod:`gateway.console.users`)."""
+
+    __tablename__ = "console_users"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str | None] = mapped_column(String(300))  # None: single sign-on only
+    totp_secret: Mapped[str | None] = mapped_column(String(64))  # a second factor when set
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    disabled: Mapped[bool] = mapped_column(default=False)
+    failed_sign_ins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ConsoleSession(Base):
+    """A signed-in console session; the cookie holds its id, this table only the id's hash."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(100))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index(None, "user_name"),)
+
+
 class ModelVersion(Base):
     """A registered model version: its artifact, checksum, stage and metadata."""
 
@@ -368,7 +398,7 @@ class AccessTrailEntry(Base):
     id: Mapped[str] = mapped_column(String(26), primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     actor: Mapped[str] = mapped_column(String(255))
-    channel: Mapped[str] = mapped_column(String(10))  # api | cli
+    channel: Mapped[str] = mapped_column(String(10))  # api | soap | cli | console
     action: Mapped[str] = mapped_column(String(200))
     params: Mapped[str] = mapped_column(Text)
     result_count: Mapped[int | None] = mapped_column(Integer)

@@ -8,6 +8,10 @@ command -v pdftotext >/dev/null 2>&1 || (apt-get update -qq && apt-get install -
 # wrk (Debian's package) loads a real server in the soak test (and the benchmarks).
 command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) \
   || echo "warning: could not install wrk; the soak test fails in CI without it" >&2
+# Debian's Chromium drives the console's browser tests (Playwright's own browser download is
+# not reachable here); in CI a missing browser fails those tests.
+command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
+  || echo "warning: could not install chromium; the console's browser tests fail in CI without it" >&2
 # Redis at 127.0.0.1:6379: the shared rate-limit store's tests. Started here when it is
 # installed and not answering; in CI a Redis that cannot be reached fails the run.
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then

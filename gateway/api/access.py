@@ -50,7 +50,7 @@ def audited(view: F) -> F:
         try:
             trail.record(
                 actor=current_principal().client_id,
-                channel="api",
+                channel=g.get("trail_channel", "api"),  # "console" for console pages
                 action=f"{request.method} {rule}",
                 params=_params(),
                 result_count=g.get("trail_result_count"),

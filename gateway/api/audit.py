@@ -226,7 +226,7 @@ def openapi_paths() -> dict[str, Any]:
                     query("since", {"type": "string", "format": "date-time"}, "at or after"),
                     query("until", {"type": "string", "format": "date-time"}, "before"),
                     query("actor", {"type": "string"}, "token subject or OS user"),
-                    query("channel", {"enum": list(CHANNELS)}, "api, soap or cli"),
+                    query("channel", {"enum": list(CHANNELS)}, "api, soap, cli or console"),
                     query("cursor", {"type": "string"}, "next_cursor of the previous page"),
                     query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size"),
                 ],

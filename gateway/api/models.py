@@ -124,21 +124,39 @@ def _refused(info: ModelVersionInfo, problems: list[str]) -> Problem:
     )
 
 
-@bp.post("/v1/models/<name>/versions/<int:version>/stage")
-@require_scopes("models:admin")
-def set_stage(name: str, version: int) -> Response:
-    """Move a version to a stage; a new champion archives the previous one."""
-    stage, reason = parse_stage_change(json_body())
+def change_stage(
+    name: str, version: int, stage: str, actor: str, reason: str | None = None
+) -> ModelVersionInfo:
+    """Move a version to ``stage`` for ``actor`` (the API's route and the console's action):
+    a 404 or 409 :class:`Problem` when the version is unknown or cannot score."""
     reg = registry()
     info = _version(name, version)
     if stage in ("champion", "challenger"):
         problems = reg.followers.problems(reg.load(info), stage)
         if problems:
             raise _refused(info, problems)
-    changed = reg.set_stage(
-        name, version, stage, changed_by=current_principal().client_id, reason=reason
-    )
+    changed = reg.set_stage(name, version, stage, changed_by=actor, reason=reason)
     reg.followers.refresh()  # this process at once; the others within refresh_seconds
+    return changed
+
+
+def roll_back(name: str, actor: str) -> ModelVersionInfo:
+    """Make the previous champion of ``name`` the champion again (a 404 without one)."""
+    reg = registry()
+    try:
+        changed = reg.rollback(name, changed_by=actor)
+    except ModelNotFound as exc:
+        raise not_found(str(exc)) from None
+    reg.followers.refresh()
+    return changed
+
+
+@bp.post("/v1/models/<name>/versions/<int:version>/stage")
+@require_scopes("models:admin")
+def set_stage(name: str, version: int) -> Response:
+    """Move a version to a stage; a new champion archives the previous one."""
+    stage, reason = parse_stage_change(json_body())
+    changed = change_stage(name, version, stage, current_principal().client_id, reason)
     return json_response(describe(changed))
 
 
@@ -146,13 +164,7 @@ def set_stage(name: str, version: int) -> Response:
 @require_scopes("models:admin")
 def rollback(name: str) -> Response:
     """Make the previous champion the champion again."""
-    reg = registry()
-    try:
-        changed = reg.rollback(name, changed_by=current_principal().client_id)
-    except ModelNotFound as exc:
-        raise not_found(str(exc)) from None
-    reg.followers.refresh()
-    return json_response(describe(changed))
+    return json_response(describe(roll_back(name, current_principal().client_id)))
 
 
 def openapi_paths() -> dict[str, Any]:
