@@ -394,7 +394,7 @@ def test_integrity_and_plugins_pages(app: Flask, decided: list[str]) -> None:
 
 
 def test_secrets_are_masked_in_configuration() -> None:
-    from gateway.console.views import masked
+    from gateway.console.admin_pages import masked
 
     shown = masked(
         {
@@ -412,3 +412,32 @@ def test_secrets_are_masked_in_configuration() -> None:
         "headers": [{"Authorization": "••••"}],
         "api_key": "",
     }
+
+
+def test_replay_evidence_and_notice_from_a_decision(app: Flask, referred: str) -> None:
+    from gateway.integrity.sealer import seal_all
+
+    user(app, "alice", "auditor")
+    client = app.test_client()
+    sign_in(client, "alice")
+    page = client.get(f"/console/decisions/{referred}")
+    assert f"/console/decisions/{referred}/evidence" in page.text
+    assert client.get(f"/console/decisions/{referred}/evidence").status_code == 409  # unsealed
+    seal_all(app.extensions["loangate"].engine)
+    bundle = client.get(f"/console/decisions/{referred}/evidence")
+    assert bundle.status_code == 200 and bundle.get_json()["record"]["columns"]["id"] == referred
+    notice = client.get(f"/console/decisions/{referred}/notice")
+    assert notice.status_code == 200 and notice.mimetype == "text/html"
+    pdf = client.get(f"/console/decisions/{referred}/notice?format=pdf")
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    replayed = client.post(
+        f"/console/decisions/{referred}/replay", data={"csrf_token": csrf_of(page.text)}
+    )
+    assert replayed.status_code == 200 and "Reproduced" in replayed.text
+    assert client.post(f"/console/decisions/{referred}/replay").status_code == 400  # no CSRF
+    actions = {act for a, c, act, _ in trail(app) if c == "console"}
+    assert {
+        "GET /console/decisions/<decision_id>/evidence",
+        "GET /console/decisions/<decision_id>/notice",
+        "POST /console/decisions/<decision_id>/replay",
+    } <= actions

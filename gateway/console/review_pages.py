@@ -1,0 +1,60 @@
+"""The review queue: referred decisions and a reviewer's final outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from flask import (
+    abort,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from gateway import ids
+from gateway.api.reviews import parse_review, review_log
+from gateway.console.blueprint import PAGE_SIZE, bp, page, with_query
+from gateway.errors import Problem
+from gateway.personal.views import documents_for_caller
+from gateway.reviews import FINAL_OUTCOMES
+
+
+@bp.get("/reviews")
+@page("decisions:review")
+def reviews() -> Any:
+    """The review queue: referred decisions awaiting a reviewer, oldest first."""
+    cursor = request.args.get("cursor") or None
+    try:
+        items, next_cursor = review_log().queue(False, cursor, PAGE_SIZE, documents_for_caller)
+    except ValueError:
+        abort(400, "cursor: not a cursor of this queue")
+    queue = [orjson.loads(item)["decision"] for item in items]
+    g.trail_result_count = len(queue)
+    next_url = with_query(url_for(".reviews"), {"cursor": next_cursor}) if next_cursor else None
+    return render_template(
+        "console/reviews.html",
+        queue=queue,
+        next_url=next_url,
+        outcomes=FINAL_OUTCOMES,
+        done=request.args.get("done"),
+    )
+
+
+@bp.post("/decisions/<decision_id>/review")
+@page("decisions:review")
+def review(decision_id: str) -> Any:
+    """Decide a referral: a final outcome and a justification, both required."""
+    if not ids.is_valid(decision_id):
+        abort(404, "No such decision.")
+    form = {k: request.form.get(k, "") for k in ("final_outcome", "justification")}
+    try:
+        outcome, justification = parse_review(form)
+        review_log().submit(decision_id, g.console.actor, outcome, justification)
+    except Problem as problem:
+        reasons = "; ".join(f"{e.pointer.lstrip('/')}: {e.detail}" for e in problem.errors)
+        abort(problem.status if problem.status < 500 else 400, reasons or problem.detail)
+    g.trail_params = {"decision_id": decision_id, "final_outcome": outcome}
+    return redirect(with_query(url_for(".reviews"), {"done": decision_id}))
