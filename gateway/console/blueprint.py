@@ -47,7 +47,7 @@ bp = Blueprint(
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Endpoints reachable without a session.
-PUBLIC = frozenset({"console.sign_in", "console.static"})
+PUBLIC = frozenset({"console.sign_in", "console.static", "console.sso", "console.sso_callback"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: No inline script or style, nothing from elsewhere, no framing (docs/console.md).
 CSP = (
@@ -120,6 +120,7 @@ def _template_globals() -> dict[str, Any]:
         "me": active,
         "csrf_token": active.csrf_token if active else session.get("pre_csrf", ""),
         "can": (lambda scope: bool(active) and scope in active.scopes),
+        "sso": bool(gateway_state().extras.get("console_sso")),
     }
 
 
@@ -168,6 +169,15 @@ def init_app(app: Any) -> None:
         return
     configure_cookie(app, gateway_state(app), settings)
     # The page modules add their routes to ``bp`` when imported.
-    from gateway.console import admin_pages, auth_pages, decision_pages, review_pages  # noqa: F401
+    from gateway.console import (  # noqa: F401
+        admin_pages,
+        auth_pages,
+        decision_pages,
+        review_pages,
+        sso_pages,
+    )
+
+    if settings.get("oidc"):
+        sso_pages.install(app, settings["oidc"])
 
     app.register_blueprint(bp)

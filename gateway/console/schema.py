@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.console.roles import ROLES
+
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -15,5 +17,24 @@ SCHEMA: dict[str, Any] = {
         "secure_cookies": {"type": "boolean"},
         "idle_timeout_minutes": {"type": "number", "exclusiveMinimum": 0},
         "absolute_timeout_hours": {"type": "number", "exclusiveMinimum": 0},
+        # Single sign-on through OpenID Connect (gateway.console.sso_pages).
+        "oidc": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "required": ["issuer", "client_id", "role_claim", "roles"],
+            "properties": {
+                "issuer": {"type": "string", "pattern": "^https?://"},
+                "client_id": {"type": "string", "minLength": 1},
+                "client_secret_env": {"type": ["string", "null"]},
+                "scope": {"type": "string"},
+                "role_claim": {"type": "string", "minLength": 1},
+                "name_claim": {"type": "string", "minLength": 1},
+                "roles": {
+                    "type": "object",
+                    "minProperties": 1,
+                    "additionalProperties": {"enum": list(ROLES)},
+                },
+            },
+        },
     },
 }

@@ -144,9 +144,15 @@ def set_disabled(engine: Engine, name: str, disabled: bool = True) -> bool:
 
 def upsert_sso_user(engine: Engine, name: str, role: str) -> User:
     """The account of a person signed in through single sign-on, with the role the
-    identity provider gave them this time (created without a password on first sign-in)."""
+    identity provider gave them this time (created without a password on first sign-in).
+    A :class:`UserError` if the name is a local account's (one with a password)."""
     name, role = check_name(name), check_role(role)
     with engine.begin() as conn:
+        local = conn.execute(
+            sa.select(users.c.password_hash).where(users.c.name == name)
+        ).scalar_one_or_none()
+        if local is not None:  # a local account's name is not the provider's to take
+            raise UserError(f"{name!r} is a local account")
         updated = conn.execute(
             sa.update(users).where(users.c.name == name).values(role=role)
         ).rowcount
