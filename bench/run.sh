@@ -13,7 +13,7 @@
 #   bash bench/run.sh [--db sqlite|postgresql] [--duration 10] [--mlflow]  REST decision path vs a Flask echo (wrk)
 #   bash bench/run.sh soap [--db sqlite|postgresql]                      SOAP 1.1 / 1.2 beside REST (wrk)
 #   bash bench/run.sh batch [--rows 100000]                              batch score vs raw predict_proba
-#   bash bench/run.sh growth [--sizes 1e3,1e5,1e7]                       the hot path vs the size of the log (PostgreSQL)
+#   bash bench/run.sh growth [--sizes 1e3,1e5,1e7]                       the hot path vs the size of the log (PostgreSQL), then the Targets table
 #   bash bench/run.sh targets                                            rewrite the Targets section from bench/results/
 #   bash bench/run.sh mlops [--db sqlite|postgresql]                     promotion under load, shadow-scoring cost (wrk)
 #   bash bench/run.sh drift [--rows N]                                   a drift run over 1,000,000 decisions (PostgreSQL)
@@ -59,7 +59,7 @@ case "${1:-}" in
   all) shift; run_all "$@" ;;
   soap) shift; ensure_wrk; exec $PY bench/soap_vs_rest.py "$@" ;;
   batch) shift; exec $PY bench/batch_rows.py "$@" ;;
-  growth) shift; ensure_wrk; exec $PY bench/growth.py "$@" ;;
+  growth) shift; ensure_wrk; $PY bench/growth.py --json "$RESULTS/growth-postgresql.json" "$@" && exec $PY bench/targets.py --results "$RESULTS" ;;
   targets) shift; exec $PY bench/targets.py "$@" ;;
   drift) shift; exec $PY bench/drift_run.py "$@" ;;
   export-memory) shift; exec $PY bench/export_memory.py "$@" ;;

@@ -231,8 +231,8 @@ def conditions(q: DecisionQuery) -> list[ColumnElement[bool]]:
     ):
         if value is not None:
             out.append(column == value)
-    if q.min_probability is not None:
-        out.append(c.probability >= q.min_probability)
+    if q.min_probability is not None:  # on the sort key's index (no minimum is below 0)
+        out.append(sa.func.coalesce(c.probability, NO_PROBABILITY) >= q.min_probability)
     if q.max_probability is not None:
         out.append(c.probability <= q.max_probability)
     if q.reason_code is not None:

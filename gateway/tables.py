@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -75,6 +76,9 @@ class Decision(Base):
         Index(None, "client_id", "id"),
         Index(None, "application_id"),
         Index(None, "model_name", "model_version"),
+        # Sorting and filtering by probability (gateway.decision_query.sort_key): decisions
+        # without one (rejections, errors) sort lowest, as -1.
+        Index("ix_decisions_probability_key", func.coalesce(probability, -1.0), "id"),
     )
 
 

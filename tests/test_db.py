@@ -49,3 +49,14 @@ def test_readyz_is_503_when_the_database_is_unreachable(app: Flask, client: Flas
     resp = client.get("/readyz")
     assert resp.status_code == 503
     assert resp.get_json()["checks"]["database"] is False
+
+
+def test_the_probability_sort_key_is_indexed(engine: sa.Engine) -> None:
+    """An expression index, which the comparison above cannot reflect: checked by name."""
+    import importlib
+
+    migration = importlib.import_module(
+        "gateway.migrations.versions.0020_decisions_probability_key"
+    )
+    with engine.connect() as conn:
+        assert migration.NAME in migration.index_names(conn)
