@@ -97,6 +97,7 @@ def test_sign_in_search_and_open_a_decision(app: Flask, decided: list[str]) -> N
     assert ("user:alice", "console", "GET /console/decisions/<decision_id>") in actions
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no database-specific path
 def test_a_bad_filter_is_named_on_the_page(app: Flask) -> None:
     user(app, "alice", "auditor")
     client = app.test_client()
@@ -106,6 +107,7 @@ def test_a_bad_filter_is_named_on_the_page(app: Flask) -> None:
     assert "min_probability" in resp.text
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no database-specific path
 def test_script_in_an_application_is_inert(app: Flask, decided: list[str]) -> None:
     user(app, "alice", "auditor")
     client = app.test_client()
@@ -143,6 +145,7 @@ def test_wrong_passwords_lock_the_account(app: Flask) -> None:
     assert client.get("/console/decisions").status_code == 302
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no database-specific path
 def test_totp_is_required_when_set(app: Flask) -> None:
     import pyotp
 
@@ -212,6 +215,7 @@ def test_a_disabled_account_loses_its_session(app: Flask) -> None:
     assert sign_in(client, "alice").status_code == 401
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/v1/decisions"])
 def test_sign_in_never_sends_elsewhere(app: Flask, target: str) -> None:
     user(app, "alice", "auditor")
@@ -229,6 +233,7 @@ def test_export_streams_csv(app: Flask, decided: list[str]) -> None:
     assert client.get("/console/decisions/export?format=xml").status_code == 400
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no database-specific path
 def test_users_cli(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     from gateway.console.cli import make_commands
 
@@ -338,6 +343,7 @@ def test_an_auditor_cannot_review_by_page_or_by_request(app: Flask, referred: st
     assert "Reviewed by" not in client.get(f"/console/decisions/{referred}").text
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no database-specific path
 def test_the_console_serves_its_own_assets(app: Flask) -> None:
     client = app.test_client()
     page = client.get("/console/sign-in")
@@ -441,3 +447,109 @@ def test_replay_evidence_and_notice_from_a_decision(app: Flask, referred: str) -
         "GET /console/decisions/<decision_id>/notice",
         "POST /console/decisions/<decision_id>/replay",
     } <= actions
+
+
+def _run(kind: str, results: dict[str, Any], alerts: int, minute: int) -> dict[str, Any]:
+    from gateway import ids
+
+    at = f"2026-12-0{1 + minute // 60}T10:{minute % 60:02d}:00+00:00"
+    return {
+        "id": ids.new_id(),
+        "kind": kind,
+        "pipeline": "credit-risk",
+        "model": "german-credit",
+        "version": 1,
+        "window": {"last": 1000, "since": None, "until": None, "rows": 1000},
+        "started_at": at,
+        "finished_at": at,
+        "results": results,
+        "alerts": alerts,
+    }
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no database-specific path
+def test_monitoring_page_draws_every_kind_with_its_figures(app: Flask) -> None:
+    from gateway.monitoring import runs
+
+    engine = app.extensions["loangate"].engine
+    shares = [0.1] * 10
+    shifted = [0.02, 0.03, 0.05, 0.1, 0.1, 0.1, 0.1, 0.15, 0.15, 0.2]
+    for minute, psi in enumerate([0.01, 0.05, 0.31]):
+        feature = {
+            "feature": "<b>credit_amount</b>",
+            "status": "alert" if psi > 0.2 else None,
+            "psi": psi,
+            "ks": 0.02,
+        }
+        score = {
+            "feature": "score",
+            "psi": psi / 2,
+            "ks": 0.01,
+            "status": None,
+            "reference_shares": shares,
+            "window_shares": shifted,
+        }
+        runs.store(
+            engine,
+            _run(
+                "drift",
+                {"rows": 1000, "features": [feature], "score": score},
+                int(psi > 0.2),
+                minute,
+            ),
+        )
+    bands = [
+        {"band": i, "upper": None, "count": 50, "bad_rate": 0.1 * i, "mean_probability": 0.09 * i}
+        for i in range(4)
+    ]
+    runs.store(
+        engine,
+        _run(
+            "performance",
+            {
+                "outcomes": 200,
+                "auc": 0.71,
+                "ks": 0.33,
+                "brier": 0.18,
+                "training": {"auc": 0.78, "ks": 0.4, "brier": 0.17},
+                "bands": bands,
+                "status": "warn",
+            },
+            0,
+            5,
+        ),
+    )
+    groups = [
+        {"group": "A", "decided": 300, "approval_rate": 0.6, "ratio": 1.0},
+        {"group": "B", "decided": 250, "approval_rate": 0.42, "ratio": 0.7},
+    ]
+    runs.store(
+        engine,
+        _run(
+            "fairness",
+            {
+                "attributes": [
+                    {"attribute": "foreign_worker", "groups": groups, "highest_rate": 0.6}
+                ]
+            },
+            1,
+            6,
+        ),
+    )
+
+    user(app, "rita", "risk-officer")
+    user(app, "rob", "reviewer")
+    officer, reviewer = app.test_client(), app.test_client()
+    sign_in(officer, "rita")
+    sign_in(reviewer, "rob")
+    assert reviewer.get("/console/monitoring").status_code == 403  # no monitoring:read
+    page = officer.get("/console/monitoring")
+    assert page.status_code == 200
+    text = page.text
+    assert "<polyline" in text and "&lt;b&gt;credit_amount&lt;/b&gt;" in text
+    assert "<b>credit_amount" not in text  # a feature name is text, in the chart too
+    assert "Score distribution" in text and ">0.200<" in text  # the window's top decile
+    assert "0.7100" in text and "0.7800" in text  # window and training AUC
+    assert "observed" in text and ">0.300<" in text  # the calibration table
+    assert "foreign_worker" in text and "0.700" in text
+    assert text.count("</tr>") > 10

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -88,6 +90,19 @@ def console(tmp_path_factory: pytest.TempPathFactory, trained_model: Any) -> Ite
             if con.decide(i, f"LN-{1000 + i}")["outcome"] == "refer":
                 con.decisions["referral"] = con.decisions[f"LN-{1000 + i}"]
                 break
+        for _ in range(2):  # two drift runs (and the other kinds) for the monitoring page
+            subprocess.run(
+                [sys.executable, "-m", "gateway.cli", "monitor", "run", "--kind", "all"],
+                env={
+                    **os.environ,
+                    "LOANGATE_DATABASE__URL": url,
+                    "LOANGATE_MODELS__DIR": str(tmp / "models"),
+                    "LOANGATE_INSTANCE": str(tmp / "instance"),
+                },
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
         yield con
     finally:
         stop_server(srv)
@@ -220,6 +235,10 @@ def test_an_expired_session_is_sent_back_to_sign_in(page: Page, console: Console
 
 def test_every_other_page_is_accessible(page: Page, console: Console) -> None:
     sign_in(page, console, "root")
+    page.get_by_role("link", name="Monitoring").click()
+    expect(page.get_by_role("heading", name="Drift over time")).to_be_visible()
+    expect(page.locator("figure.chart svg").first).to_be_visible()
+    no_serious_violations(page, "monitoring")
     page.get_by_role("link", name="Models").click()
     expect(page.get_by_role("heading", name="Models")).to_be_visible()
     no_serious_violations(page, "models")

@@ -93,6 +93,7 @@ def test_sign_in_with_the_provider_and_a_mapped_role(sso_app: Flask, provider: P
     assert "ines (reviewer)" in again.get("/console/decisions").text
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no database-specific path
 def test_no_mapped_role_is_refused(sso_app: Flask, provider: Provider) -> None:
     provider.claims = {"sub": "u-2", "preferred_username": "olaf", "groups": ["canteen"]}
     client = sso_app.test_client()
@@ -109,6 +110,7 @@ def test_a_local_account_cannot_be_taken_over(sso_app: Flask, provider: Provider
     assert done.status_code == 403
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no database-specific path
 def test_a_forged_or_replayed_callback_is_refused(sso_app: Flask, provider: Provider) -> None:
     provider.claims = {"preferred_username": "ines", "groups": ["credit-audit"]}
     client = sso_app.test_client()
@@ -123,6 +125,7 @@ def test_a_forged_or_replayed_callback_is_refused(sso_app: Flask, provider: Prov
     assert client.get("/console/decisions").status_code == 302
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no database-specific path
 def test_an_id_token_without_a_subject_is_refused(sso_app: Flask, provider: Provider) -> None:
     provider.claims = {"preferred_username": "ines", "groups": ["credit-audit"]}  # no "sub"
     done, _ = through_provider(sso_app.test_client())

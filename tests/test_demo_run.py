@@ -92,6 +92,7 @@ def test_serve_demo_prints_a_client_and_a_console_sign_in(tmp_path: Path) -> Non
         proc.wait(timeout=30)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no database-specific path
 def test_the_demo_admin_is_made_once(app: object) -> None:
     from gateway.console.cli import ensure_demo_admin
     from gateway.console.users import get_user

@@ -114,7 +114,7 @@ def test_metrics_behind_a_bearer_token(
 
 @pytest.mark.e2e
 def test_metrics_sum_every_worker(db_url: str, tmp_path: Path, trained_model: Any) -> None:
-    with running_server(db_url, tmp_path, trained_model, workers=3) as srv:
+    with running_server(db_url, tmp_path, trained_model, workers=2) as srv:
         token = srv.token("decisions:create")
         with requests.Session() as http:
             for i in range(24):

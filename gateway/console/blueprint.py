@@ -173,6 +173,7 @@ def init_app(app: Any) -> None:
         admin_pages,
         auth_pages,
         decision_pages,
+        monitoring_pages,
         review_pages,
         sso_pages,
     )

@@ -87,3 +87,60 @@ def waterfall(
         for i, (label, value, start, end, kind) in enumerate(steps)
     ]
     return Waterfall(bars, WIDTH, round(2 * PAD + len(bars) * ROW, 2), round(at(0.0), 2))
+
+
+@dataclass(frozen=True)
+class PairedBar:
+    """Two bars side by side for one category: ``a`` and ``b`` as heights, at ``x``."""
+
+    label: str
+    a: float
+    b: float
+    x: float
+    a_y: float
+    a_height: float
+    b_y: float
+    b_height: float
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A chart of paired bars (reference against window, predicted against observed)."""
+
+    bars: list[PairedBar]
+    width: float
+    height: float
+    bar_width: float
+    top: float
+    baseline: float
+
+
+def paired_bars(
+    labels: list[str], a: list[float | None], b: list[float | None], height: float = 180.0
+) -> Paired:
+    """Two series as paired bars on one axis from 0 to their largest value (missing values
+    are drawn as 0 and listed as such in the table beside the chart)."""
+    values = [v or 0.0 for v in (*a, *b)]
+    top = max(values, default=0.0) or 1.0
+    slot = (WIDTH - 2 * PAD) / max(len(labels), 1)
+    bar = max(slot * 0.38, 1.0)
+    plot = height - 2 * PAD - 14  # room for the labels under the axis
+    baseline = PAD + plot
+
+    def h(v: float | None) -> float:
+        return round((v or 0.0) / top * plot, 2)
+
+    out = [
+        PairedBar(
+            label=label,
+            a=va or 0.0,
+            b=vb or 0.0,
+            x=round(PAD + i * slot + slot * 0.1, 2),
+            a_y=round(baseline - h(va), 2),
+            a_height=h(va),
+            b_y=round(baseline - h(vb), 2),
+            b_height=h(vb),
+        )
+        for i, (label, va, vb) in enumerate(zip(labels, a, b, strict=True))
+    ]
+    return Paired(out, WIDTH, height, round(bar, 2), top, round(baseline, 2))

@@ -25,7 +25,10 @@ def _psi_series(history: Sequence[Mapping[str, Any]]) -> dict[str, list[float | 
     return series
 
 
-def _svg(history: Sequence[Mapping[str, Any]], alert: float | None, warn: float | None) -> str:
+def drift_chart(
+    history: Sequence[Mapping[str, Any]], alert: float | None, warn: float | None
+) -> str:
+    """PSI per feature (and the score) over ``history`` as inline SVG; every name escaped."""
     series = _psi_series(history)
     if not series or len(history) < 1:
         return "<p>No drift runs yet.</p>"
@@ -91,7 +94,7 @@ def render(
     psi = (levels or {}).get("psi") or {"alert": 0.2, "warn": 0.1}
     sections = [
         "<h2>Drift over time</h2>",
-        _svg(history, psi.get("alert"), psi.get("warn")),
+        drift_chart(history, psi.get("alert"), psi.get("warn")),
         f"<p>{len(history)} drift run(s), oldest first; dashed lines: PSI levels.</p>",
     ]
     for run in latest.get("drift", ()):
