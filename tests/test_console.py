@@ -553,3 +553,27 @@ def test_monitoring_page_draws_every_kind_with_its_figures(app: Flask) -> None:
     assert "observed" in text and ">0.300<" in text  # the calibration table
     assert "foreign_worker" in text and "0.700" in text
     assert text.count("</tr>") > 10
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no database-specific path
+def test_column_headers_sort_and_say_so(app: Flask, decided: list[str]) -> None:
+    user(app, "alice", "auditor")
+    client = app.test_client()
+    sign_in(client, "alice")
+
+    def probabilities(html: str) -> list[float]:
+        return [float(p) for p in re.findall(r'<td class="num">(0\.\d{4})</td>', html)]
+
+    def header_link(html: str, label: str) -> str:
+        found = re.search(r'<a href="([^"]+)">' + label, html)
+        assert found, label
+        return found.group(1).replace("&amp;", "&")
+
+    page = client.get("/console/decisions?outcome=&pipeline=credit-risk").text
+    assert 'aria-sort="descending"><a href="' in page  # newest first, by default
+    by_p = client.get(header_link(page, "Probability")).text
+    assert probabilities(by_p) == sorted(probabilities(by_p), reverse=True)
+    assert "pipeline=credit-risk" in header_link(by_p, "Probability")  # filters are kept
+    ascending = client.get(header_link(by_p, "Probability")).text
+    assert probabilities(ascending) == sorted(probabilities(ascending))
+    assert 'aria-sort="ascending"' in ascending

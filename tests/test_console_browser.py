@@ -256,3 +256,31 @@ def test_every_other_page_is_accessible(page: Page, console: Console) -> None:
     page.goto(f"{console.base}/decisions/01ARZ3NDEKTSV4RRFFQ69G5FAV")
     expect(page.get_by_role("heading", name="404 Not Found")).to_be_visible()
     no_serious_violations(page, "not-found")
+
+
+def test_keyboard_only_and_200_percent_zoom(page: Page, console: Console) -> None:
+    """Sign in and reach a decision with the keyboard alone; at 200 % zoom (half the CSS
+    width) no page scrolls sideways."""
+    page.goto(f"{console.base}/sign-in")
+    expect(page.get_by_label("Name")).to_be_focused()  # the form takes the focus on load
+    page.keyboard.type("ada")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Decisions", exact=True)).to_be_visible()
+    page.keyboard.press("Tab")  # from the top: the skip link first
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    link = page.get_by_role("row").filter(has_text="LN-1001").get_by_role("link")
+    for _ in range(60):  # Tab through the page until the decision's link has the focus
+        if link.evaluate("el => el === document.activeElement"):
+            break
+        page.keyboard.press("Tab")
+    expect(link).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name=re.compile("Why"))).to_be_visible()
+
+    page.set_viewport_size({"width": 640, "height": 720})  # 1280 px at 200 %
+    for path in ("/decisions", f"/decisions/{console.decisions['LN-1001']}", "/models"):
+        page.goto(console.base + path)
+        wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert wide <= 1, f"{path} scrolls sideways by {wide} px at 200 %"

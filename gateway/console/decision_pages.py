@@ -73,6 +73,7 @@ def decisions() -> Any:
         error=error,
         args=keep,
         next_url=next_url,
+        sort_links={key: sort_link(keep, key) for key in ("id", "probability")},
         outcome_options=[("", "any"), *((o, o) for o in OUTCOMES)],
         sort_options=[("", "time received"), *((s, s.replace("_", " ")) for s in SORTS[1:])],
         order_options=[("", "newest or highest first"), ("asc", "oldest or lowest first")],
@@ -80,6 +81,23 @@ def decisions() -> Any:
         export_parquet=with_query(url_for(".export"), {**keep, "format": "parquet"}),
     )
     return (body, 400) if error else body
+
+
+def sort_link(args: dict[str, str], key: str) -> tuple[str, str | None]:
+    """(URL, ``aria-sort`` value) of a column header: sorting by ``key``, newest or highest
+    first, or the other way when the page is already sorted by it that way."""
+    current = args.get("sort", "id") if args.get("sort") != "received_at" else "id"
+    descending = args.get("order", "desc") != "asc"
+    state = None
+    if current == key:
+        state = "descending" if descending else "ascending"
+    order = "asc" if current == key and descending else "desc"
+    sorted_args = {k: v for k, v in args.items() if k not in ("sort", "order")}
+    if key != "id":
+        sorted_args["sort"] = key
+    if order == "asc":
+        sorted_args["order"] = "asc"
+    return with_query(url_for(".decisions"), sorted_args), state
 
 
 @bp.get("/decisions/export")
