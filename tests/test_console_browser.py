@@ -191,9 +191,7 @@ def test_the_review_flow(page: Page, console: Console) -> None:
     expect(page.get_by_text("Reviewed by user:rob")).to_be_visible()
 
 
-def test_an_auditor_is_refused_reviews_in_the_page_and_by_request(
-    page: Page, console: Console
-) -> None:
+def test_an_auditor_is_refused_reviews_and_admin_actions(page: Page, console: Console) -> None:
     sign_in(page, console, "ada")
     expect(page.get_by_role("link", name="Review queue")).to_have_count(0)
     assert page.goto(f"{console.base}/reviews").status == 403
@@ -205,6 +203,19 @@ def test_an_auditor_is_refused_reviews_in_the_page_and_by_request(
         form={"csrf_token": token.group(1), "final_outcome": "approve", "justification": "x"},
     )
     assert crafted.status == 403
+
+    # The admin actions: not offered on the models page, refused when posted anyway.
+    page.goto(f"{console.base}/models")
+    expect(page.get_by_role("heading", name="Models")).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile("Change|Roll back"))).to_have_count(0)
+    for action, form in (
+        ("/models/german-credit/versions/1/stage", {"stage": "archived", "confirm": "yes"}),
+        ("/models/german-credit/rollback", {"confirm": "yes"}),
+    ):
+        refused = page.request.post(
+            console.base + action, form={"csrf_token": token.group(1), **form}
+        )
+        assert refused.status == 403, action
 
 
 def test_a_request_without_the_csrf_token_is_refused(page: Page, console: Console) -> None:
