@@ -42,6 +42,7 @@ from gateway.pipeline import build_pipelines
 from gateway.plugin_manager import collect_components, describe_plugins, make_plugin_manager
 from gateway.reason_index import reason_rows
 from gateway.registry import ModelRegistry
+from gateway.review_claims import ReviewClaims
 from gateway.reviews import ReviewLog
 from gateway.shadow import ShadowRunner
 from gateway.state import GatewayState
@@ -122,6 +123,7 @@ def create_app(
             shadows=ShadowRunner(engine),
         ),
         reviews=ReviewLog(engine),
+        review_claims=ReviewClaims(engine),
         access_trail=AccessTrail(engine),
         outcomes=OutcomeLog(engine),
         notices=NoticeRenderer(settings.get("notices"), state.config_dir),

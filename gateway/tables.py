@@ -207,6 +207,17 @@ class Review(Base):
     )
 
 
+class ReviewClaim(Base):
+    """A reviewer working a referral (:mod:`gateway.review_claims`): one per decision, live
+    until it expires, the review is recorded, or the reviewer lets it go."""
+
+    __tablename__ = "review_claims"
+
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(255))
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class ReviewReason(Base):
     """The reason codes of a reviewed decision, indexed at review time for the report."""
 

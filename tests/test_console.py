@@ -303,8 +303,11 @@ def test_review_a_referral_with_a_justification(app: Flask, referred: str) -> No
     client = app.test_client()
     sign_in(client, "rob")
     queue = client.get("/console/reviews")
-    assert queue.status_code == 200 and f"/console/decisions/{referred}/review" in queue.text
+    assert queue.status_code == 200 and f"/console/decisions/{referred}/take" in queue.text
     token = csrf_of(queue.text)
+    taken = client.post(f"/console/decisions/{referred}/take", data={"csrf_token": token})
+    assert taken.status_code == 302 and f"taken={referred}" in taken.headers["Location"]
+    assert f"/console/decisions/{referred}/review" in client.get("/console/reviews").text
     url = f"/console/decisions/{referred}/review"
     missing = client.post(url, data={"csrf_token": token, "final_outcome": "approve"})
     assert missing.status_code == 422 and "justification" in missing.text
@@ -577,3 +580,58 @@ def test_column_headers_sort_and_say_so(app: Flask, decided: list[str]) -> None:
     ascending = client.get(header_link(by_p, "Probability")).text
     assert probabilities(ascending) == sorted(probabilities(ascending))
     assert 'aria-sort="ascending"' in ascending
+
+
+def test_a_taken_referral_is_one_reviewers(app: Flask, referred: str) -> None:
+    user(app, "rob", "reviewer")
+    user(app, "ray", "reviewer")
+    rob, ray = app.test_client(), app.test_client()
+    sign_in(rob, "rob")
+    sign_in(ray, "ray")
+    rob_token = csrf_of(rob.get("/console/reviews").text)
+    ray_token = csrf_of(ray.get("/console/reviews").text)
+    assert (
+        rob.post(f"/console/decisions/{referred}/take", data={"csrf_token": rob_token}).status_code
+        == 302
+    )
+    queue = ray.get("/console/reviews").text
+    assert "Being reviewed by user:rob" in queue
+    assert f"/console/decisions/{referred}/review" not in queue
+    second = ray.post(f"/console/decisions/{referred}/take", data={"csrf_token": ray_token})
+    assert f"held={referred}" in second.headers["Location"]
+    crafted = ray.post(
+        f"/console/decisions/{referred}/review",
+        data={"csrf_token": ray_token, "final_outcome": "decline", "justification": "mine"},
+    )
+    assert crafted.status_code == 409 and "user:rob" in crafted.text
+    done = rob.post(
+        f"/console/decisions/{referred}/review",
+        data={"csrf_token": rob_token, "final_outcome": "approve", "justification": "checked"},
+    )
+    assert done.status_code == 302
+    claims = app.extensions["loangate"].extras["review_claims"]
+    assert claims.holders([referred]) == {}  # released with the review
+    approved = app.test_client()  # an approved decision cannot be taken
+    user(app, "rex", "reviewer")
+    sign_in(approved, "rex")
+    token = csrf_of(approved.get("/console/reviews").text)
+    assert (
+        approved.post(f"/console/decisions/{referred}/take", data={"csrf_token": token}).status_code
+        == 409
+    )
+
+
+def test_an_expired_claim_can_be_taken_by_another(app: Flask, referred: str) -> None:
+    from datetime import UTC, datetime
+
+    from gateway.review_claims import CLAIM_TTL
+
+    claims = app.extensions["loangate"].extras["review_claims"]
+    assert claims.take(referred, "user:rob").reviewer == "user:rob"
+    assert claims.take(referred, "user:ray").reviewer == "user:rob"  # live: rob keeps it
+    with app.extensions["loangate"].engine.begin() as conn:
+        conn.execute(
+            sa.text("update review_claims set claimed_at = :t"),
+            {"t": datetime.now(UTC) - CLAIM_TTL - timedelta(minutes=1)},
+        )
+    assert claims.take(referred, "user:ray").reviewer == "user:ray"

@@ -180,6 +180,11 @@ def test_the_review_flow(page: Page, console: Console) -> None:
     card = page.locator("article.referral").filter(
         has=page.locator(f'a[href$="/decisions/{referral}"]')
     )
+    card.get_by_role("button", name="Take this referral").click()
+    expect(page.get_by_role("status")).to_contain_text("You have taken")
+    card = page.locator("article.referral").filter(
+        has=page.locator(f'a[href$="/decisions/{referral}"]')
+    )
     card.get_by_label("approve").check()
     card.get_by_role("button", name="Record the review").click()  # no justification yet
     expect(page).to_have_url(re.compile("/console/reviews"))  # the browser held it back
