@@ -61,51 +61,63 @@ def main() -> None:
             conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
         eng.dispose()
         url = f"{url}?options=-csearch_path%3D{schema}"
-    trained = train()
-    eng = db.make_engine(url)
-    db.upgrade(eng)
-    ModelRegistry(eng, tmp / "models").register(
-        "german-credit",
-        trained.estimator,
-        trained.metadata,
-        kind=trained.kind,
-        stage="champion",
-        created_by="profile",
-    )
-    app = create_app(
-        {"database": {"url": url}, "models": {"dir": str(tmp / "models")}},
-        instance_path=tmp / "instance",
-    )
-    client = app.test_client()
-    client_id, secret = create_client(eng, "profile", ["decisions:create"])
-    token = client.post(
-        "/oauth/token",
-        data={"grant_type": "client_credentials"},
-        auth=(client_id, secret),
-    ).get_json()["access_token"]
-    headers: dict[str, Any] = {
-        "Authorization": f"Bearer {token}",
-        "Content-Type": "application/json",
-    }
-    payload = body()
-    path = "/v1/pipelines/credit-risk/decisions"
-    for _ in range(200):  # warm up
-        assert client.post(path, data=payload, headers=headers).status_code == 201
-    start = time.perf_counter()
-    for _ in range(args.requests):
-        client.post(path, data=payload, headers=headers)
-    plain = (time.perf_counter() - start) / args.requests
-    prof = cProfile.Profile()
-    prof.enable()
-    for _ in range(args.requests):
-        client.post(path, data=payload, headers=headers)
-    prof.disable()
-    print(f"mean per request, unprofiled: {plain * 1000:.3f} ms ({args.db})")
-    stats = pstats.Stats(prof)
-    if args.top:
-        stats.sort_stats("cumulative").print_stats(args.top)
-        stats.sort_stats("tottime").print_stats(args.top)
-    print(breakdown(stats, plain))
+    engines: list[Any] = []  # disposed before the schema is dropped
+    try:
+        trained = train()
+        eng = db.make_engine(url)
+        engines.append(eng)
+        db.upgrade(eng)
+        ModelRegistry(eng, tmp / "models").register(
+            "german-credit",
+            trained.estimator,
+            trained.metadata,
+            kind=trained.kind,
+            stage="champion",
+            created_by="profile",
+        )
+        app = create_app(
+            {"database": {"url": url}, "models": {"dir": str(tmp / "models")}},
+            instance_path=tmp / "instance",
+        )
+        engines.append(app.extensions["loangate"].engine)
+        client = app.test_client()
+        client_id, secret = create_client(eng, "profile", ["decisions:create"])
+        token = client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, secret),
+        ).get_json()["access_token"]
+        headers: dict[str, Any] = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+        }
+        payload = body()
+        path = "/v1/pipelines/credit-risk/decisions"
+        for _ in range(200):  # warm up
+            assert client.post(path, data=payload, headers=headers).status_code == 201
+        start = time.perf_counter()
+        for _ in range(args.requests):
+            client.post(path, data=payload, headers=headers)
+        plain = (time.perf_counter() - start) / args.requests
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(args.requests):
+            client.post(path, data=payload, headers=headers)
+        prof.disable()
+        print(f"mean per request, unprofiled: {plain * 1000:.3f} ms ({args.db})")
+        stats = pstats.Stats(prof)
+        if args.top:
+            stats.sort_stats("cumulative").print_stats(args.top)
+            stats.sort_stats("tottime").print_stats(args.top)
+        print(breakdown(stats, plain))
+    finally:
+        for engine in engines:
+            engine.dispose()
+        if schema is not None:  # the PostgreSQL schema of this run
+            admin = sa.create_engine(PG_URL)
+            with admin.begin() as conn:
+                conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+            admin.dispose()
 
 
 #: Parts of the path: (label, [(file suffix, function name)]) whose cumulative times add up.
